@@ -1,0 +1,361 @@
+// Package pocketllm compresses a group of weight matrices with the PocketLLM
+// method (METHOD.md): rows are cut into sub-vectors, a meta network is
+// trained to encode them into a latent space, quantise them to a learned
+// codebook and decode them back, and what is kept is the decoder, the
+// codebook, the indices and one scale per matrix. It also reconstructs
+// matrices from what was kept.
+package pocketllm
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"pocketllm-native/bindings"
+	"pocketllm-native/compress/fp16"
+	"pocketllm-native/compress/metanet"
+)
+
+// Settings are the method's hyper-parameters (METHOD.md section 4).
+type Settings struct {
+	Dim    int // sub-vector length d
+	Latent int // latent size dz (0: same as Dim)
+	Hidden int // MLP hidden width h
+	K      int // codebook entries
+
+	Epochs       int
+	LR           float64
+	DecayEvery   int     // epochs between learning-rate decays
+	DecayFactor  float64 // multiplier at each decay
+	BatchVectors int     // sub-vectors per batch, rounded to whole rows
+	Lambda       float64 // codebook term weight
+	Beta         float64 // commitment term weight
+	KMeansEvery  int     // exact k-means refresh of the codebook every this many epochs (0: never)
+	Seed         uint64
+
+	// DecoderF32 stores the decoder MLPs in fp32 instead of fp16.
+	DecoderF32 bool
+}
+
+// DefaultSettings are METHOD.md's defaults for a sub-vector length and
+// codebook size.
+func DefaultSettings(dim, k int) Settings {
+	return Settings{
+		Dim: dim, Latent: dim, Hidden: 16, K: k,
+		Epochs: 50, LR: 1.6e-2, DecayEvery: 15, DecayFactor: 0.1,
+		BatchVectors: 16384, Lambda: 0.4, KMeansEvery: 0, Seed: 1,
+	}
+}
+
+// Validate reports impossible settings.
+func (s Settings) Validate() error {
+	switch {
+	case s.Dim < 1 || s.Dim > 64:
+		return fmt.Errorf("sub-vector length %d outside [1, 64]", s.Dim)
+	case s.Latent < 0 || s.Latent > 64:
+		return fmt.Errorf("latent size %d outside [1, 64]", s.Latent)
+	case s.Hidden < 1 || s.Hidden > 1024:
+		return fmt.Errorf("hidden width %d outside [1, 1024]", s.Hidden)
+	case s.K < 2 || s.K > 1<<20:
+		return fmt.Errorf("codebook size %d outside [2, 2^20]", s.K)
+	case s.Epochs < 1:
+		return fmt.Errorf("epochs %d: need at least 1", s.Epochs)
+	case !(s.LR > 0) || math.IsInf(s.LR, 0):
+		return fmt.Errorf("learning rate %v must be positive", s.LR)
+	case s.DecayEvery < 1:
+		return fmt.Errorf("decay interval %d: need at least 1 epoch", s.DecayEvery)
+	case !(s.DecayFactor > 0 && s.DecayFactor <= 1):
+		return fmt.Errorf("decay factor %v outside (0, 1]", s.DecayFactor)
+	case s.BatchVectors < 1:
+		return fmt.Errorf("batch of %d sub-vectors: need at least 1", s.BatchVectors)
+	case !(s.Lambda >= 0) || !(s.Beta >= 0):
+		return fmt.Errorf("loss weights lambda %v and beta %v must be non-negative", s.Lambda, s.Beta)
+	case s.KMeansEvery < 0:
+		return fmt.Errorf("k-means interval %d is negative", s.KMeansEvery)
+	}
+	return nil
+}
+
+func (s Settings) latent() int {
+	if s.Latent == 0 {
+		return s.Dim
+	}
+	return s.Latent
+}
+
+// Matrix is one weight matrix, [Rows, Cols] row-major.
+type Matrix struct {
+	Name       string
+	Rows, Cols int
+	Data       []float32
+}
+
+// Progress reports one finished epoch.
+type Progress struct {
+	Epoch, Epochs int
+	Loss          float64 // mean training loss over the epoch's batches
+	ReconMSE      float64 // full-pass reconstruction MSE of this epoch (scaled weights)
+	BestEpoch     int
+	Elapsed       time.Duration
+	Remaining     time.Duration
+}
+
+// Result is what the method keeps for a group of matrices, already rounded
+// to the precision it is stored in, plus what it measured.
+type Result struct {
+	Shape    metanet.Shape
+	Decoder  []float32 // bindings.Decoder layout
+	Codebook []float32 // [K, Latent]
+	Indices  []int32   // every member's rows in member order, E per row
+	Scales   []float32 // one per member
+	NMSE     []float64 // per member: ||W - W_hat||^2 / ||W||^2
+	// BestEpoch is the epoch (from 1) whose parameters were kept.
+	BestEpoch int
+	ReconMSE  float64 // full-pass MSE of the kept parameters (scaled weights)
+}
+
+// Compress trains a meta network on mats (which must share their column
+// count) and returns what is stored. It is deterministic for a seed, a
+// backend and the matrices' names.
+func Compress(k bindings.Kernels, mats []Matrix, st Settings, progress func(Progress)) (*Result, error) {
+	if err := st.Validate(); err != nil {
+		return nil, err
+	}
+	if len(mats) == 0 {
+		return nil, fmt.Errorf("no matrices to compress")
+	}
+	cols := mats[0].Cols
+	for _, m := range mats {
+		if m.Cols != cols {
+			return nil, fmt.Errorf("%s: %d columns, but %s has %d: a shared group needs one row width", m.Name, m.Cols, mats[0].Name, cols)
+		}
+		if m.Rows < 1 || m.Cols < 1 || len(m.Data) != m.Rows*m.Cols {
+			return nil, fmt.Errorf("%s: %d values for a %dx%d matrix", m.Name, len(m.Data), m.Rows, m.Cols)
+		}
+	}
+	shape := metanet.Shape{E: (cols + st.Dim - 1) / st.Dim, Dim: st.Dim, Latent: st.latent(), Hidden: st.Hidden, K: st.K}
+	if err := shape.Validate(); err != nil {
+		return nil, err
+	}
+	data, scales, err := subVectors(mats, shape)
+	if err != nil {
+		return nil, err
+	}
+	t := &trainer{k: k, st: st, shape: shape, x: data, rows: len(data) / (shape.E * shape.Dim), cols: cols}
+	if err := t.run(st.Seed, nameStream(mats), progress); err != nil {
+		return nil, err
+	}
+	res := &Result{Shape: shape, Scales: scales, BestEpoch: t.bestEpoch}
+	if err := t.finish(res, mats); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// nameStream derives the generator's stream from the members' names, so a
+// group's result does not depend on which groups were compressed before it.
+func nameStream(mats []Matrix) uint64 {
+	h := fnv.New64a()
+	for _, m := range mats {
+		h.Write([]byte(m.Name))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+// subVectors scales each matrix by its RMS and lays its rows out as E
+// zero-padded sub-vectors each: [rows_total*E, Dim].
+func subVectors(mats []Matrix, s metanet.Shape) ([]float32, []float32, error) {
+	rowLen := s.E * s.Dim
+	total := 0
+	for _, m := range mats {
+		total += m.Rows
+	}
+	x := make([]float32, total*rowLen)
+	scales := make([]float32, len(mats))
+	r0 := 0
+	for mi, m := range mats {
+		var ss float64
+		for i, v := range m.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, nil, fmt.Errorf("%s: non-finite weight %v at row %d, column %d", m.Name, v, i/m.Cols, i%m.Cols)
+			}
+			ss += float64(v) * float64(v)
+		}
+		scale := float32(math.Sqrt(ss / float64(len(m.Data))))
+		if scale == 0 || math.IsInf(float64(scale), 0) {
+			scale = 1 // an all-zero matrix reconstructs to zeros at any scale
+		}
+		scales[mi] = scale
+		inv := 1 / scale
+		for r := 0; r < m.Rows; r++ {
+			dst := x[(r0+r)*rowLen:]
+			for c, v := range m.Data[r*m.Cols : (r+1)*m.Cols] {
+				dst[c] = v * inv
+			}
+		}
+		r0 += m.Rows
+	}
+	return x, scales, nil
+}
+
+type trainer struct {
+	k     bindings.Kernels
+	st    Settings
+	shape metanet.Shape
+	x     []float32 // [rows*E, Dim], scaled and padded
+	rows  int
+	cols  int
+
+	best      []float32 // parameters of the best epoch
+	bestEpoch int
+	bestMSE   float64
+}
+
+func (t *trainer) rowsPerBatch() int {
+	r := int(math.Round(float64(t.st.BatchVectors) / float64(t.shape.E)))
+	return max(1, min(r, t.rows))
+}
+
+func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
+	s := t.shape
+	rng := rand.New(rand.NewPCG(seed, stream))
+	p := metanet.Init(s, rng)
+	grad := make([]float32, len(p))
+	m := make([]float32, len(p))
+	v := make([]float32, len(p))
+	pv, gv := s.ViewsOf(p), s.ViewsOf(grad)
+
+	rpb := t.rowsPerBatch()
+	ws := metanet.NewWorkspace(s, rpb)
+	rowLen := s.E * s.Dim
+	xb := make([]float32, rpb*rowLen)
+	order := make([]int32, t.rows)
+	for i := range order {
+		order[i] = int32(i)
+	}
+	full := newFullPass(t, s)
+	loss := metanet.Loss{Lambda: t.st.Lambda, Beta: t.st.Beta}
+	start := time.Now()
+	step := 0
+	t.bestMSE = math.Inf(1)
+	for epoch := 0; epoch < t.st.Epochs; epoch++ {
+		lr := t.st.LR * math.Pow(t.st.DecayFactor, float64(epoch/t.st.DecayEvery))
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		var lossSum float64
+		batches := 0
+		for b0 := 0; b0 < t.rows; b0 += rpb {
+			nr := min(rpb, t.rows-b0)
+			for i, r := range order[b0 : b0+nr] {
+				copy(xb[i*rowLen:(i+1)*rowLen], t.x[int(r)*rowLen:(int(r)+1)*rowLen])
+			}
+			clear(grad)
+			bl, err := ws.Step(t.k, pv, gv, xb[:nr*rowLen], nr, t.cols, loss)
+			if err != nil {
+				return err
+			}
+			step++
+			if err := t.k.Adam(p, grad, m, v, float32(lr), 0.9, 0.999, 1e-8, step); err != nil {
+				return err
+			}
+			lossSum += bl.Recon + t.st.Lambda*bl.Codebook
+			batches++
+		}
+		if t.st.KMeansEvery > 0 && (epoch+1)%t.st.KMeansEvery == 0 {
+			if err := full.kmeansRefresh(pv); err != nil {
+				return err
+			}
+			// Adam's moments belong to the old codewords.
+			off := s.EncoderParams() + s.DecoderParams()
+			clear(m[off:])
+			clear(v[off:])
+		}
+		mse, err := full.run(pv)
+		if err != nil {
+			return err
+		}
+		if mse < t.bestMSE || t.best == nil {
+			t.bestMSE, t.bestEpoch = mse, epoch+1
+			t.best = append(t.best[:0], p...)
+		}
+		if progress != nil {
+			el := time.Since(start)
+			progress(Progress{
+				Epoch: epoch + 1, Epochs: t.st.Epochs, Loss: lossSum / float64(batches), ReconMSE: mse,
+				BestEpoch: t.bestEpoch, Elapsed: el,
+				Remaining: time.Duration(float64(el) / float64(epoch+1) * float64(t.st.Epochs-epoch-1)),
+			})
+		}
+	}
+	return nil
+}
+
+// finish rounds the best parameters to their stored precision, assigns
+// every sub-vector with the rounded codebook and measures what reconstruction
+// will give.
+func (t *trainer) finish(res *Result, mats []Matrix) error {
+	s := t.shape
+	v := s.ViewsOf(t.best)
+	roundF16(v.Codebook)
+	dec := v.Decoder
+	n1, d1, n2, d2, n3, d0 := dec.Parts()
+	for _, r := range []bindings.RLN{n1, n2, n3} {
+		roundF16(r.P)
+	}
+	if !t.st.DecoderF32 {
+		for _, m := range []bindings.MLP{d1, d2, d0} {
+			roundF16(m.P)
+		}
+	}
+	full := newFullPass(t, s)
+	mse, err := full.run(v)
+	if err != nil {
+		return err
+	}
+	res.ReconMSE = mse
+	res.Decoder = append([]float32(nil), dec.P...)
+	res.Codebook = append([]float32(nil), v.Codebook...)
+	res.Indices = append([]int32(nil), full.idx...)
+	res.NMSE = make([]float64, len(mats))
+	out, err := Reconstruct(t.k, res, shapesOf(mats))
+	if err != nil {
+		return err
+	}
+	for i, m := range mats {
+		res.NMSE[i] = NMSE(m.Data, out[i])
+	}
+	return nil
+}
+
+func shapesOf(mats []Matrix) [][2]int {
+	sh := make([][2]int, len(mats))
+	for i, m := range mats {
+		sh[i] = [2]int{m.Rows, m.Cols}
+	}
+	return sh
+}
+
+func roundF16(p []float32) {
+	for i, v := range p {
+		p[i] = fp16.ToFloat32(fp16.FromFloat32(v))
+	}
+}
+
+// NMSE is ||ref - got||^2 / ||ref||^2 (0 when both are zero).
+func NMSE(ref, got []float32) float64 {
+	var num, den float64
+	for i, r := range ref {
+		d := float64(r) - float64(got[i])
+		num += d * d
+		den += float64(r) * float64(r)
+	}
+	if den == 0 {
+		if num == 0 {
+			return 0
+		}
+		return math.Inf(1)
+	}
+	return num / den
+}

@@ -1,0 +1,147 @@
+package pocketllm
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"pocketllm-native/bindings"
+)
+
+// lowRank makes a matrix with structure a codebook can learn: a sum of a few
+// outer products plus a little noise.
+func lowRank(name string, rows, cols int, seed uint64) Matrix {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	const rank = 3
+	u := make([]float64, rows*rank)
+	v := make([]float64, cols*rank)
+	for i := range u {
+		u[i] = rng.NormFloat64()
+	}
+	for i := range v {
+		v[i] = rng.NormFloat64()
+	}
+	m := Matrix{Name: name, Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			var s float64
+			for k := 0; k < rank; k++ {
+				s += u[r*rank+k] * v[c*rank+k]
+			}
+			m.Data[r*cols+c] = float32(0.02 * (s + 0.1*rng.NormFloat64()))
+		}
+	}
+	return m
+}
+
+func quick(dim, k int) Settings {
+	st := DefaultSettings(dim, k)
+	st.Epochs = 8
+	st.DecayEvery = 6
+	st.BatchVectors = 64
+	return st
+}
+
+func TestCompressLearnsAndIsDeterministic(t *testing.T) {
+	k := bindings.Go()
+	mats := []Matrix{lowRank("a", 48, 30, 1), lowRank("b", 40, 30, 2)} // 30 % 4 != 0: padded rows
+	st := quick(4, 64)
+	var epochs []Progress
+	res, err := Compress(k, mats, st, func(p Progress) { epochs = append(epochs, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(epochs) != st.Epochs {
+		t.Fatalf("%d progress reports for %d epochs", len(epochs), st.Epochs)
+	}
+	if res.Shape.E != 8 || len(res.Indices) != (48+40)*8 || len(res.Scales) != 2 {
+		t.Fatalf("unexpected result shape %+v, %d indices", res.Shape, len(res.Indices))
+	}
+	for i, n := range res.NMSE {
+		if !(n < 0.5) {
+			t.Errorf("%s: NMSE %.3f after training; the structure was not learned", mats[i].Name, n)
+		}
+	}
+	if epochs[len(epochs)-1].ReconMSE >= epochs[0].ReconMSE {
+		t.Errorf("full-pass MSE did not fall: first epoch %.4f, last %.4f", epochs[0].ReconMSE, epochs[len(epochs)-1].ReconMSE)
+	}
+
+	again, err := Compress(k, mats, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Indices, again.Indices) || !slices.Equal(res.Decoder, again.Decoder) || !slices.Equal(res.Codebook, again.Codebook) {
+		t.Fatal("same matrices, settings and seed gave different results")
+	}
+	st.Seed++
+	other, err := Compress(k, mats, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(res.Codebook, other.Codebook) {
+		t.Fatal("a different seed gave the same codebook")
+	}
+}
+
+func TestReconstructMatchesReportedError(t *testing.T) {
+	k := bindings.Go()
+	mats := []Matrix{lowRank("m", 32, 16, 3)}
+	res, err := Compress(k, mats, quick(4, 32), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Reconstruct(k, res, [][2]int{{32, 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := NMSE(mats[0].Data, out[0]); got != res.NMSE[0] {
+		t.Fatalf("reconstruction NMSE %v, reported %v", got, res.NMSE[0])
+	}
+	// Larger codebooks should not reconstruct worse on the same data.
+	big, err := Compress(k, mats, quick(4, 256), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if big.NMSE[0] > res.NMSE[0]*1.5 {
+		t.Errorf("K=256 NMSE %.4f much worse than K=32 %.4f", big.NMSE[0], res.NMSE[0])
+	}
+}
+
+func TestKMeansRefreshReseedsDeadCodewords(t *testing.T) {
+	k := bindings.Go()
+	mats := []Matrix{lowRank("m", 64, 16, 4)}
+	st := quick(4, 128)
+	st.KMeansEvery = 2
+	res, err := Compress(k, mats, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(res.NMSE[0] < 0.5) {
+		t.Fatalf("NMSE %.3f with k-means refresh", res.NMSE[0])
+	}
+}
+
+func TestCompressRefusesBadInput(t *testing.T) {
+	k := bindings.Go()
+	nan := lowRank("w", 4, 8, 5)
+	nan.Data[9] = float32(nanValue())
+	cases := map[string]struct {
+		mats []Matrix
+		st   Settings
+	}{
+		"nan weight":     {[]Matrix{nan}, quick(4, 8)},
+		"mixed widths":   {[]Matrix{lowRank("a", 4, 8, 1), lowRank("b", 4, 12, 1)}, quick(4, 8)},
+		"codebook of 1":  {[]Matrix{lowRank("a", 4, 8, 1)}, quick(4, 1)},
+		"zero epochs":    {[]Matrix{lowRank("a", 4, 8, 1)}, func() Settings { s := quick(4, 8); s.Epochs = 0; return s }()},
+		"no matrices":    {nil, quick(4, 8)},
+		"short data":     {[]Matrix{{Name: "s", Rows: 2, Cols: 2, Data: []float32{1}}}, quick(4, 8)},
+		"negative decay": {[]Matrix{lowRank("a", 4, 8, 1)}, func() Settings { s := quick(4, 8); s.DecayFactor = -1; return s }()},
+	}
+	for name, c := range cases {
+		if _, err := Compress(k, c.mats, c.st, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func nanValue() float64 { var z float64; return z / z }
