@@ -1,0 +1,47 @@
+# The targets people reach for. `make test` is what CI runs (.ci/run).
+GO       ?= go
+BUILD    ?= build
+GOFLAGS_ := CGO_ENABLED=0
+FUZZTIME ?= 10s
+
+.PHONY: build native test test-go fuzz bench vectors lint demo clean
+
+build: native
+	$(GOFLAGS_) $(GO) build -o pocketllm-native ./cli/pocketllm-native
+
+# The native kernel libraries: build/lib/libpocketllm_cpu.so always,
+# build/lib/libpocketllm_cuda.so when a CUDA compiler is found.
+native:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD)
+
+# Everything CI checks: the native library and its C tests, then the Go tests
+# with the native CPU backend required, then a short fuzzing run per target.
+test: native
+	ctest --test-dir $(BUILD) --output-on-failure
+	$(MAKE) test-go fuzz
+
+test-go:
+	$(GOFLAGS_) $(GO) vet ./...
+	POCKETLLM_REQUIRE_BACKENDS=go,cpu $(GOFLAGS_) $(GO) test ./...
+
+fuzz:
+	$(GOFLAGS_) $(GO) test -run '^$$' -fuzz '^FuzzParseHeader$$' -fuzztime $(FUZZTIME) ./compress/safetensors
+	$(GOFLAGS_) $(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./compress/pllm
+
+bench: native
+	$(GOFLAGS_) $(GO) test -run '^$$' -bench . -benchtime 3x ./bindings ./compress/...
+
+# Regenerate the golden kernel vectors from the float64 oracle (review the diff like code).
+vectors:
+	$(GOFLAGS_) $(GO) test ./testvectors -update
+
+lint:
+	test -z "$$(gofmt -s -l $$(git ls-files '*.go'))" || (gofmt -s -l $$(git ls-files '*.go'); exit 1)
+	$(GOFLAGS_) $(GO) vet ./...
+
+demo:
+	$(GOFLAGS_) $(GO) run ./cli/pocketllm-native demo
+
+clean:
+	rm -rf $(BUILD) pocketllm-native

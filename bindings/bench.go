@@ -1,0 +1,245 @@
+package bindings
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Bench kernels: the names RunBench and BenchCase use.
+const (
+	BenchAssign      = "assign"
+	BenchDecode      = "decode"
+	BenchMLPForward  = "mlp_forward"
+	BenchMLPBackward = "mlp_backward"
+)
+
+// BenchNaive is the Backend of rows measuring the naive baseline: a plain
+// single-threaded Go loop over the same data (assignment only).
+const BenchNaive = "naive"
+
+// naiveMaxN caps the latents the naive baseline runs over: its cost per
+// latent does not depend on N (the codebook stays in cache), and the full
+// ladder would take minutes at naive speed.
+const naiveMaxN = 16384
+
+// BenchCase is one kernel at one shape.
+type BenchCase struct {
+	Kernel string // BenchAssign, BenchDecode, BenchMLPForward or BenchMLPBackward
+	N      int    // latents (assign), sub-vectors (decode) or rows (MLP)
+	K      int    // codewords (assign, decode)
+	Dim    int    // dz (assign); sub-vector length (decode); MLP input and output width
+	Hidden int    // hidden width (decode, MLP)
+	E      int    // sub-vectors per weight row (decode)
+}
+
+// Shape names the case in rows and benchmark names.
+func (c BenchCase) Shape() string {
+	switch c.Kernel {
+	case BenchAssign:
+		return fmt.Sprintf("dz%d_K%d_N%d", c.Dim, c.K, c.N)
+	case BenchDecode:
+		return fmt.Sprintf("dim%d_h%d_E%d_K%d_N%d", c.Dim, c.Hidden, c.E, c.K, c.N)
+	}
+	return fmt.Sprintf("%dx%dx%d_N%d", c.Dim, c.Hidden, c.Dim, c.N)
+}
+
+// FLOPs is the arithmetic of one call, counting a multiply-add as 2 and
+// only the matrix products (the distance loop for assign): 2*N*K*dz for
+// assign, 2*N*(in*h + h*out) for the MLP forward pass and twice that
+// backward, 2*N*(5*latent*h + h*dim) for decode (latent = dim).
+func (c BenchCase) FLOPs() float64 {
+	n := float64(c.N)
+	switch c.Kernel {
+	case BenchAssign:
+		return 2 * n * float64(c.K) * float64(c.Dim)
+	case BenchMLPForward:
+		return 2 * n * float64(2*c.Dim*c.Hidden)
+	case BenchMLPBackward:
+		return 4 * n * float64(2*c.Dim*c.Hidden)
+	case BenchDecode:
+		return 2 * n * float64(5*c.Dim*c.Hidden+c.Hidden*c.Dim)
+	}
+	return 0
+}
+
+// BenchLadder is the standard set of sizes: assignment with dz = 8, K in
+// {256, 4096}, N in {16384, 262144}; reconstruction with dim = 8, hidden =
+// 16, rows of 8 sub-vectors; the MLP 8 -> 16 -> 8 forward and backward.
+// short keeps only the smaller N of each.
+func BenchLadder(short bool) []BenchCase {
+	ns := []int{16384, 262144}
+	if short {
+		ns = ns[:1]
+	}
+	var cs []BenchCase
+	for _, k := range []int{256, 4096} {
+		for _, n := range ns {
+			cs = append(cs, BenchCase{Kernel: BenchAssign, N: n, K: k, Dim: 8})
+		}
+	}
+	for _, n := range ns {
+		cs = append(cs, BenchCase{Kernel: BenchDecode, N: n, K: 4096, Dim: 8, Hidden: 16, E: 8})
+	}
+	for _, kern := range []string{BenchMLPForward, BenchMLPBackward} {
+		for _, n := range ns {
+			cs = append(cs, BenchCase{Kernel: kern, N: n, Dim: 8, Hidden: 16})
+		}
+	}
+	return cs
+}
+
+// BenchRow is one measurement.
+type BenchRow struct {
+	Kernel, Backend, Shape string
+	Seconds                float64 // per call
+	GFLOPS                 float64 // FLOPs / Seconds / 1e9
+	ItemsPerSec            float64 // latents, sub-vectors or rows per second
+	VsNaive                float64 // naive seconds per item / this row's; 0 without a naive row
+}
+
+// RunBench measures every case on every backend (and, when naive is set,
+// the naive assignment baseline), each call repeated until minTime has
+// passed after one warm-up call. Rows come in case order, backends in the
+// order given, naive last.
+func RunBench(ks []Kernels, cases []BenchCase, minTime time.Duration, naive bool) ([]BenchRow, error) {
+	var rows []BenchRow
+	for _, c := range cases {
+		first := len(rows)
+		for _, k := range ks {
+			op, err := newBenchOp(k, c)
+			if err != nil {
+				return nil, err
+			}
+			sec, err := measure(op, minTime)
+			if err != nil {
+				return nil, fmt.Errorf("bench %s %s on %s: %v", c.Kernel, c.Shape(), k.Name(), err)
+			}
+			rows = append(rows, benchRow(c, k.Name(), sec, c.N))
+		}
+		if naive && c.Kernel == BenchAssign {
+			nc := c
+			nc.N = min(c.N, naiveMaxN)
+			op := newNaiveAssign(nc)
+			sec, err := measure(op, minTime)
+			if err != nil {
+				return nil, err
+			}
+			nr := benchRow(nc, BenchNaive, sec, nc.N)
+			nr.Shape = c.Shape()
+			nr.VsNaive = 1
+			for i := first; i < len(rows); i++ {
+				rows[i].VsNaive = rows[i].ItemsPerSec / nr.ItemsPerSec
+			}
+			rows = append(rows, nr)
+		}
+	}
+	return rows, nil
+}
+
+func benchRow(c BenchCase, backend string, sec float64, n int) BenchRow {
+	return BenchRow{
+		Kernel: c.Kernel, Backend: backend, Shape: c.Shape(), Seconds: sec,
+		GFLOPS: c.FLOPs() / sec / 1e9, ItemsPerSec: float64(n) / sec,
+	}
+}
+
+// measure times op: one warm-up call, then batches of growing size until
+// one batch lasts minTime.
+func measure(op func() error, minTime time.Duration) (float64, error) {
+	if err := op(); err != nil {
+		return 0, err
+	}
+	reps := 1
+	for {
+		start := time.Now()
+		for i := 0; i < reps; i++ {
+			if err := op(); err != nil {
+				return 0, err
+			}
+		}
+		el := time.Since(start)
+		if el >= minTime || reps >= 1<<24 {
+			return el.Seconds() / float64(reps), nil
+		}
+		next := reps * 2
+		if el > 0 {
+			next = max(next, int(float64(reps)*1.2*float64(minTime)/float64(el)))
+		}
+		reps = min(next, 100*reps)
+	}
+}
+
+func benchVec(r *rand.Rand, n int, sd float32) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = sd * float32(r.NormFloat64())
+	}
+	return v
+}
+
+// newBenchOp allocates the inputs of one case and returns the call to time.
+func newBenchOp(k Kernels, c BenchCase) (func() error, error) {
+	r := rand.New(rand.NewPCG(uint64(c.N), uint64(c.K)))
+	switch c.Kernel {
+	case BenchAssign:
+		z, cb := benchVec(r, c.N*c.Dim, 1), benchVec(r, c.K*c.Dim, 1)
+		idx, dist := make([]int32, c.N), make([]float32, c.N)
+		return func() error { return k.Assign(z, c.N, c.Dim, cb, c.K, idx, dist) }, nil
+	case BenchDecode:
+		if c.E <= 0 || c.N%c.E != 0 {
+			return nil, fmt.Errorf("bench decode: N=%d is not whole rows of E=%d", c.N, c.E)
+		}
+		dec := Decoder{E: c.E, Dim: c.Dim, Latent: c.Dim, Hidden: c.Hidden}
+		dec.P = benchVec(r, DecoderParams(c.E, c.Dim, c.Dim, c.Hidden), 0.3)
+		cb := benchVec(r, c.K*c.Dim, 1)
+		idx := make([]int32, c.N)
+		for i := range idx {
+			idx[i] = int32(r.IntN(c.K))
+		}
+		out := make([]float32, c.N*c.Dim)
+		rows := c.N / c.E
+		return func() error { return k.Decode(dec, cb, idx, rows, out) }, nil
+	case BenchMLPForward, BenchMLPBackward:
+		m := MLP{In: c.Dim, Hidden: c.Hidden, Out: c.Dim}
+		m.P = benchVec(r, m.NumParams(), 0.3)
+		x := benchVec(r, c.N*c.Dim, 1)
+		pre, y := make([]float32, c.N*c.Hidden), make([]float32, c.N*c.Dim)
+		if c.Kernel == BenchMLPForward {
+			return func() error { return k.MLPForward(m, x, c.N, pre, y) }, nil
+		}
+		if err := k.MLPForward(m, x, c.N, pre, y); err != nil {
+			return nil, err
+		}
+		g := m
+		g.P = make([]float32, m.NumParams())
+		dx := make([]float32, c.N*c.Dim)
+		return func() error { return k.MLPBackward(m, g, x, pre, y, c.N, dx) }, nil
+	}
+	return nil, fmt.Errorf("bench: unknown kernel %q", c.Kernel)
+}
+
+// newNaiveAssign is the baseline: the loop of the Assign doc comment,
+// written plainly, on one goroutine.
+func newNaiveAssign(c BenchCase) func() error {
+	r := rand.New(rand.NewPCG(uint64(c.N), uint64(c.K)))
+	z, cb := benchVec(r, c.N*c.Dim, 1), benchVec(r, c.K*c.Dim, 1)
+	idx, dist := make([]int32, c.N), make([]float32, c.N)
+	return func() error {
+		for i := 0; i < c.N; i++ {
+			best, bestJ := float32(0), -1
+			for j := 0; j < c.K; j++ {
+				var s float32
+				for t := 0; t < c.Dim; t++ {
+					d := z[i*c.Dim+t] - cb[j*c.Dim+t]
+					s += d * d
+				}
+				if bestJ < 0 || s < best {
+					best, bestJ = s, j
+				}
+			}
+			idx[i], dist[i] = int32(bestJ), best
+		}
+		return nil
+	}
+}

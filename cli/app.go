@@ -1,0 +1,72 @@
+// Package cli is the pocketllm-native command line: compress a checkpoint
+// into one .pllm file, inspect it, and decompress it back to dense weights.
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"pocketllm-native/bindings"
+)
+
+// New returns the application; main runs it with os.Args.
+func New() *cli.App {
+	return &cli.App{
+		Name:  "pocketllm-native",
+		Usage: "compress LLM weights to 2-4 bits per weight with the PocketLLM method",
+		Description: "Compresses the linear layers of a Hugging Face safetensors model or a llama2.c checkpoint\n" +
+			"into one .pllm file (a small decoder, a latent codebook and bit-packed indices per tensor\n" +
+			"group), and reconstructs dense weights from it.",
+		Commands: []*cli.Command{
+			compressCommand(), decompressCommand(), inspectCommand(), demoCommand(),
+		},
+		// Errors are printed once, by main, as one line.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Writer:         os.Stdout,
+		ErrWriter:      os.Stderr,
+	}
+}
+
+// Main runs the application and returns the process exit code, printing any
+// error as one line on stderr.
+func Main(args []string) int {
+	if err := New().Run(args); err != nil {
+		fmt.Fprintf(os.Stderr, "pocketllm-native: %s\n", oneLine(err.Error()))
+		return 1
+	}
+	return 0
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+var backendFlag = &cli.StringFlag{
+	Name:    "backend",
+	Value:   "auto",
+	Usage:   "kernels to run on: auto (CUDA, then native CPU, then pure Go), cuda, cpu or go",
+	EnvVars: []string{"POCKETLLM_BACKEND"},
+}
+
+func kernels(c *cli.Context) (bindings.Kernels, error) {
+	k, _, err := bindings.Select(c.String("backend"))
+	return k, err
+}
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// isTerminal reports whether f is a character device (a terminal), without
+// cgo or x/sys.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

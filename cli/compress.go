@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"pocketllm-native/compress/pipeline"
+	"pocketllm-native/compress/plan"
+	"pocketllm-native/compress/pocketllm"
+)
+
+func compressCommand() *cli.Command {
+	def := pocketllm.DefaultSettings(4, 256)
+	return &cli.Command{
+		Name:      "compress",
+		Usage:     "compress a checkpoint into one .pllm file",
+		UsageText: "pocketllm-native compress --in MODEL --out FILE.pllm [--bits B | --dim D --codebook K] [options]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "in", Required: true, Usage: "a .safetensors file, a Hugging Face folder, or a llama2.c .bin checkpoint"},
+			&cli.StringFlag{Name: "out", Required: true, Usage: "the .pllm file to write"},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite --out if it exists"},
+			&cli.Float64Flag{Name: "bits", Usage: "target bits per weight, every stored byte counted (default 3 unless --dim and --codebook are given)"},
+			&cli.StringFlag{Name: "dims", Value: "4,8", Usage: "sub-vector lengths --bits may choose from"},
+			&cli.IntFlag{Name: "dim", Usage: "sub-vector length d (with --codebook, instead of --bits)"},
+			&cli.IntFlag{Name: "codebook", Usage: "codebook size K (with --dim, instead of --bits)"},
+			&cli.StringFlag{Name: "share", Value: plan.ShareNone, Usage: "none: one meta network per matrix; kind: one per tensor kind and row width across layers"},
+			&cli.StringFlag{Name: "include", Value: plan.DefaultInclude, Usage: "regular expression: tensors to compress"},
+			&cli.StringFlag{Name: "exclude", Usage: "regular expression: tensors to keep as they are even if included"},
+			&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs per group"},
+			&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"},
+			&cli.IntFlag{Name: "decay-every", Value: def.DecayEvery, Usage: "epochs between learning-rate decays (x0.1)"},
+			&cli.IntFlag{Name: "batch", Value: def.BatchVectors, Usage: "sub-vectors per batch, rounded to whole rows; 0: 16384, or a 64th of a smaller group"},
+			&cli.Float64Flag{Name: "lambda", Value: def.Lambda, Usage: "weight of the codebook loss term"},
+			&cli.Float64Flag{Name: "beta", Value: def.Beta, Usage: "weight of the commitment loss term"},
+			&cli.IntFlag{Name: "kmeans-every", Value: 0, Usage: "exact k-means refresh of the codebook (with dead-code re-seeding) every N epochs; 0: never"},
+			&cli.IntFlag{Name: "hidden", Value: def.Hidden, Usage: "hidden width of the encoder and decoder MLPs"},
+			&cli.StringFlag{Name: "decoder-dtype", Value: "f16", Usage: "precision of the stored decoder MLPs: f16 or f32"},
+			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed; the same seed, input, settings and backend give the same bytes"},
+			backendFlag,
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
+			&cli.BoolFlag{Name: "progress-json", Usage: "write progress as JSON lines on stderr"},
+			jsonFlag,
+		},
+		Action: runCompress,
+	}
+}
+
+func runCompress(c *cli.Context) error {
+	st := pocketllm.DefaultSettings(0, 0)
+	st.Epochs, st.LR, st.DecayEvery = c.Int("epochs"), c.Float64("lr"), c.Int("decay-every")
+	st.BatchVectors, st.Lambda, st.Beta = c.Int("batch"), c.Float64("lambda"), c.Float64("beta")
+	st.KMeansEvery, st.Hidden, st.Seed = c.Int("kmeans-every"), c.Int("hidden"), c.Uint64("seed")
+	switch c.String("decoder-dtype") {
+	case "f16":
+	case "f32":
+		st.DecoderF32 = true
+	default:
+		return fmt.Errorf("--decoder-dtype %q: want f16 or f32", c.String("decoder-dtype"))
+	}
+	// Check the training settings with a placeholder size; the real ones are planned per group.
+	probe := st
+	probe.Dim, probe.K = 4, 256
+	if err := probe.Validate(); err != nil {
+		return err
+	}
+	o := pipeline.CompressOptions{
+		In: c.String("in"), Out: c.String("out"), Force: c.Bool("force"),
+		Share: c.String("share"), Include: c.String("include"), Exclude: c.String("exclude"),
+		Method: st,
+	}
+	explicit := c.IsSet("dim") || c.IsSet("codebook")
+	switch {
+	case explicit && c.IsSet("bits"):
+		return fmt.Errorf("give either --bits or --dim and --codebook, not both")
+	case explicit:
+		if !c.IsSet("dim") || !c.IsSet("codebook") {
+			return fmt.Errorf("--dim and --codebook go together")
+		}
+		o.Dim, o.K = c.Int("dim"), c.Int("codebook")
+	default:
+		o.Bits = 3
+		if c.IsSet("bits") {
+			o.Bits = c.Float64("bits")
+		}
+		dims, err := plan.ParseDims(c.String("dims"))
+		if err != nil {
+			return err
+		}
+		o.Dims = dims
+	}
+	if !strings.HasSuffix(o.Out, ".pllm") {
+		return fmt.Errorf("--out %s: the output file name must end in .pllm", o.Out)
+	}
+	k, err := kernels(c)
+	if err != nil {
+		return err
+	}
+	o.Kernels = k
+	quiet := c.Bool("quiet")
+	switch {
+	case c.Bool("progress-json"):
+		enc := json.NewEncoder(c.App.ErrWriter)
+		o.Events = func(e pipeline.Event) { enc.Encode(e) }
+	case !quiet:
+		o.Events = progressPrinter(c.App.ErrWriter, isTerminal(os.Stderr))
+	}
+	rep, err := pipeline.Compress(o)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, rep)
+	}
+	if !quiet {
+		printReport(c.App.Writer, rep)
+	}
+	return nil
+}
+
+// progressPrinter shows a live line per epoch on a terminal, and one line per
+// finished group otherwise (logs stay readable).
+func progressPrinter(w io.Writer, live bool) func(pipeline.Event) {
+	return func(e pipeline.Event) {
+		head := fmt.Sprintf("[%d/%d] %s (%d tensor%s, d=%d K=%d)", e.Index, e.Of, e.Group, e.Members, plural(e.Members), e.Dim, e.K)
+		switch e.Kind {
+		case "epoch":
+			if live {
+				p := e.Epoch
+				fmt.Fprintf(w, "\r\033[K%s epoch %d/%d loss %.4g mse %.4g best %d, %s left",
+					head, p.Epoch, p.Epochs, p.Loss, p.ReconMSE, p.BestEpoch, p.Remaining.Round(time.Second))
+			}
+		case "done":
+			if live {
+				fmt.Fprint(w, "\r\033[K")
+			}
+			fmt.Fprintf(w, "%s NMSE %s in %.1fs\n", head, formatNMSE(e.NMSE), e.Seconds)
+		}
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func formatNMSE(v []float64) string {
+	if len(v) == 1 {
+		return fmt.Sprintf("%.4f", v[0])
+	}
+	lo, hi := v[0], v[0]
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return fmt.Sprintf("%.4f..%.4f", lo, hi)
+}
+
+// printReport is the summary table of a .pllm file.
+func printReport(w io.Writer, r *pipeline.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "tensor\tshape\tmethod\tbits/weight\tNMSE")
+	for _, t := range r.Tensors {
+		nmse := "-"
+		if t.NMSE != nil {
+			nmse = fmt.Sprintf("%.5f", *t.NMSE)
+		}
+		shape := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(t.Shape)), "x"), "[]")
+		method := t.Method
+		if t.Method == "raw" {
+			method = "kept " + t.DType
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f\t%s\n", t.Name, shape, method, t.BitsPerWeight, nmse)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "group\td\tK\ttensors\tweights\tbytes\tbits/weight")
+	for _, g := range r.Groups {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.3f\n", g.Name, g.Params.Dim, g.Params.K, g.Members, g.Weights, g.Bytes, g.BitsPerWeight)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nfile %s: %d bytes\n", r.File, r.FileBytes)
+	fmt.Fprintf(w, "compressed tensors: %d weights in %d bytes = %.3f bits/weight (%.2fx vs FP16, %.2fx vs FP32)\n",
+		r.CompressedWeights, r.CompressedBytes, r.BitsPerWeight, r.CompressionRatioFP16, r.CompressionRatioFP32)
+	fmt.Fprintf(w, "kept tensors: %d weights in %d bytes; side files %d bytes; framing %d bytes\n",
+		r.RawWeights, r.RawBytes, r.SideBytes, r.FramingBytes)
+	fmt.Fprintf(w, "whole file: %.2fx smaller than the model at FP16 (%d bytes)\n", r.FileRatioFP16, r.ModelBytesFP16)
+	if r.Seconds > 0 {
+		fmt.Fprintf(w, "took %.1fs\n", r.Seconds)
+	}
+}

@@ -1,0 +1,224 @@
+package llama2c
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+
+	"pocketllm-native/compress/checkpoint/ckpt"
+)
+
+// magicV1 opens the newer llama2.c exports (version 1 and 2): "ak42".
+const magicV1 = 0x616b3432
+
+// File is an open legacy checkpoint whose size has been checked against its
+// header. Tensors are read on demand, one at a time; a File is safe for
+// concurrent use.
+type File struct {
+	path    string
+	f       *os.File
+	cfg     Config
+	entries []entry
+	index   map[string]int
+}
+
+// Open opens a legacy (version 0) llama2.c checkpoint. The header must be
+// sensible (see Config.Validate) and the file exactly as long as the header
+// implies, so truncated or foreign files are refused here with a one-line
+// error naming the file.
+func Open(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	lf, err := open(path, f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: llama2c: %w", path, err)
+	}
+	return lf, nil
+}
+
+func open(path string, f *os.File) (*File, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	size := st.Size()
+	if size < HeaderSize {
+		return nil, fmt.Errorf("file is %d bytes, shorter than the %d-byte header", size, HeaderSize)
+	}
+	var hdr [HeaderSize]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return nil, fmt.Errorf("reading header: %w", err)
+	}
+	cfg, err := parseHeader(hdr[:])
+	if err != nil {
+		return nil, err
+	}
+	want, err := cfg.FileSize()
+	if err != nil {
+		return nil, fmt.Errorf("header (%v): %w", cfg, err)
+	}
+	switch {
+	case size < want:
+		return nil, fmt.Errorf("truncated: file is %d bytes, header (%v) needs %d", size, cfg, want)
+	case size > want:
+		return nil, fmt.Errorf("file is %d bytes, %d more than header (%v) implies", size, size-want, cfg)
+	}
+	lf := &File{path: path, f: f, cfg: cfg, entries: cfg.layout()}
+	lf.index = make(map[string]int, len(lf.entries))
+	for i, e := range lf.entries {
+		lf.index[e.info.Name] = i
+	}
+	return lf, nil
+}
+
+func parseHeader(b []byte) (Config, error) {
+	var v [7]int
+	for i := range v {
+		v[i] = int(int32(binary.LittleEndian.Uint32(b[4*i:])))
+	}
+	if uint32(v[0]) == magicV1 {
+		return Config{}, fmt.Errorf(`starts with magic "ak42" of a llama2.c version 1 or 2 export; only the legacy version 0 format is supported`)
+	}
+	c := Config{Dim: v[0], HiddenDim: v[1], NLayers: v[2], NHeads: v[3], NKVHeads: v[4], VocabSize: v[5], SeqLen: v[6], SharedClassifier: true}
+	if c.VocabSize < 0 {
+		c.VocabSize, c.SharedClassifier = -c.VocabSize, false
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("not a legacy checkpoint, header (%v): %w", c, err)
+	}
+	return c, nil
+}
+
+// Path returns the path the file was opened with.
+func (f *File) Path() string { return f.path }
+
+// Config returns the header.
+func (f *File) Config() Config { return f.cfg }
+
+// LlamaConfig returns the model's Hugging Face configuration.
+func (f *File) LlamaConfig() ckpt.LlamaConfig { return f.cfg.LlamaConfig() }
+
+// ConfigJSON returns a Hugging Face config.json synthesized from the header.
+func (f *File) ConfigJSON() []byte { return f.cfg.ConfigJSON() }
+
+// Tensors returns the Hugging Face tensors in file order.
+func (f *File) Tensors() []ckpt.TensorInfo {
+	out := make([]ckpt.TensorInfo, len(f.entries))
+	for i, e := range f.entries {
+		out[i] = e.info
+	}
+	return out
+}
+
+// Info returns the named tensor's description.
+func (f *File) Info(name string) (ckpt.TensorInfo, bool) {
+	i, ok := f.index[name]
+	if !ok {
+		return ckpt.TensorInfo{}, false
+	}
+	return f.entries[i].info, true
+}
+
+// Raw returns the named tensor as little-endian float32 bytes in the
+// Hugging Face layout (q_proj and k_proj rows permuted).
+func (f *File) Raw(name string) ([]byte, error) {
+	i, ok := f.index[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: no tensor %q", f.path, name)
+	}
+	e := f.entries[i]
+	buf := make([]byte, 4*e.info.NumElements())
+	if _, err := f.f.ReadAt(buf, e.offset); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the file shrank after Open
+		}
+		return nil, fmt.Errorf("%s: reading tensor %q: %w", f.path, name, err)
+	}
+	if e.heads == 0 {
+		return buf, nil
+	}
+	out := make([]byte, len(buf))
+	permuteRows(out, buf, e.heads, 4*e.info.Shape[1], false)
+	return out, nil
+}
+
+// Float32 returns the named tensor in the Hugging Face layout.
+func (f *File) Float32(name string) ([]float32, error) {
+	raw, err := f.Raw(name)
+	if err != nil {
+		return nil, err
+	}
+	return ckpt.DecodeFloat32(ckpt.F32, raw)
+}
+
+// Close closes the file.
+func (f *File) Close() error { return f.f.Close() }
+
+// Write is WriteWith without Overwrite: an existing file at path is an
+// error.
+func Write(path string, cfg ckpt.LlamaConfig, get func(name string) ([]float32, error)) error {
+	return WriteWith(path, cfg, get, ckpt.WriteOptions{})
+}
+
+// WriteWith writes a legacy (version 0) checkpoint that llama2.c's run.c
+// loads. cfg gives the header (see ConfigFromLlama); get is called once for
+// each tensor of Config.Tensors, in file order, and returns its float32
+// values in the Hugging Face layout, including FreqCisReal and FreqCisImag
+// (FreqCis computes them when the source has none) and, when the embeddings
+// are not tied, lm_head.weight. Only one tensor is held at a time. The file
+// is written to a temporary name beside path and renamed when complete; on
+// error nothing is left behind.
+func WriteWith(path string, cfg ckpt.LlamaConfig, get func(name string) ([]float32, error), opt ckpt.WriteOptions) error {
+	c, err := ConfigFromLlama(cfg)
+	if err != nil {
+		return fmt.Errorf("%s: llama2c: %w", path, err)
+	}
+	if _, err := c.FileSize(); err != nil {
+		return fmt.Errorf("%s: llama2c: header (%v): %w", path, c, err)
+	}
+	out, err := ckpt.CreateOutput(path, opt)
+	if err != nil {
+		return err
+	}
+	defer out.Abort() // no-op after Commit
+	var hdr [HeaderSize]byte
+	vocab := c.VocabSize
+	if !c.SharedClassifier {
+		vocab = -vocab
+	}
+	for i, v := range []int{c.Dim, c.HiddenDim, c.NLayers, c.NHeads, c.NKVHeads, vocab, c.SeqLen} {
+		binary.LittleEndian.PutUint32(hdr[4*i:], uint32(int32(v)))
+	}
+	if _, err := out.Write(hdr[:]); err != nil {
+		return err
+	}
+	var perm []byte
+	for _, e := range c.layout() {
+		vals, err := get(e.info.Name)
+		if err != nil {
+			return fmt.Errorf("%s: llama2c: tensor %q: %w", path, e.info.Name, err)
+		}
+		if n := e.info.NumElements(); len(vals) != n {
+			return fmt.Errorf("%s: llama2c: tensor %q: got %d values, shape %v needs %d", path, e.info.Name, len(vals), e.info.Shape, n)
+		}
+		raw, err := ckpt.EncodeFloat32(ckpt.F32, vals)
+		if err != nil {
+			return err
+		}
+		if e.heads > 0 {
+			perm = append(perm[:0], raw...)
+			permuteRows(raw, perm, e.heads, 4*e.info.Shape[1], true)
+		}
+		if _, err := out.Write(raw); err != nil {
+			return err
+		}
+	}
+	return out.Commit()
+}

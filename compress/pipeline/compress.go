@@ -1,0 +1,315 @@
+// Package pipeline runs whole jobs: a checkpoint in, one .pllm file out
+// (Compress), and a .pllm file back to dense weights (Decompress). It reads
+// one tensor group at a time, so memory follows the largest group, not the
+// model.
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"pocketllm-native/bindings"
+	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/plan"
+	"pocketllm-native/compress/pllm"
+	"pocketllm-native/compress/pocketllm"
+)
+
+// Method names stored in the container.
+const MethodPocketLLM = "pocketllm"
+
+// CompressOptions describe one compression run.
+type CompressOptions struct {
+	In, Out string
+	Force   bool // overwrite Out
+
+	// Bits is a target in bits per weight, every stored byte counted; the
+	// planner then picks Dim and K per group among Dims. With Bits 0, Dim and
+	// K are used as given.
+	Bits   float64
+	Dims   []int
+	Dim, K int
+
+	Share            string // plan.ShareNone or plan.ShareKind
+	Include, Exclude string // regular expressions on tensor names ("" exclude: none)
+
+	// Method holds the training settings; its Dim, Latent and K are set per
+	// group.
+	Method pocketllm.Settings
+
+	Kernels bindings.Kernels
+	// Events, when set, receives progress as the run goes.
+	Events func(Event)
+}
+
+// Event is a progress report: a group starting, an epoch ending, a group done.
+type Event struct {
+	Kind       string // "group", "epoch", "done"
+	Group      string
+	Index, Of  int // group number (from 1) and group count
+	Members    int
+	Dim, K     int
+	Epoch      *pocketllm.Progress `json:",omitempty"`
+	NMSE       []float64           `json:",omitempty"`
+	Seconds    float64             `json:",omitempty"`
+	PlannedBPW float64             `json:",omitempty"`
+}
+
+// Settings is what a .pllm file records about the run that made it.
+type Settings struct {
+	Method       string  `json:"method"`
+	BitsTarget   float64 `json:"bits_target,omitempty"`
+	Share        string  `json:"share"`
+	Include      string  `json:"include"`
+	Exclude      string  `json:"exclude,omitempty"`
+	Epochs       int     `json:"epochs"`
+	LR           float64 `json:"lr"`
+	DecayEvery   int     `json:"decay_every"`
+	DecayFactor  float64 `json:"decay_factor"`
+	BatchVectors int     `json:"batch_vectors"`
+	Lambda       float64 `json:"lambda"`
+	Beta         float64 `json:"beta"`
+	KMeansEvery  int     `json:"kmeans_every"`
+	Hidden       int     `json:"hidden"`
+	DecoderDType string  `json:"decoder_dtype"`
+	Seed         uint64  `json:"seed"`
+	Backend      string  `json:"backend"`
+	// Tensors is the source's tensor order, so a reconstruction can restore it.
+	Tensors []string `json:"tensors"`
+}
+
+// GroupParams is a pocketllm group's settings in the container.
+type GroupParams struct {
+	Dim       int     `json:"dim"`
+	Latent    int     `json:"latent"`
+	Hidden    int     `json:"hidden"`
+	K         int     `json:"k"`
+	E         int     `json:"e"`
+	Cols      int     `json:"cols"`
+	GELU      string  `json:"gelu"`
+	BestEpoch int     `json:"best_epoch"`
+	ReconMSE  float64 `json:"recon_mse"`
+}
+
+// MemberParams is a member's measurements in the container (its scale is
+// stored in the "scales" array).
+type MemberParams struct {
+	NMSE float64 `json:"nmse"`
+}
+
+type plannedGroup struct {
+	plan.Group
+	set pocketllm.Settings
+	bpw float64
+}
+
+// Compress runs a whole compression job and returns the file's report.
+func Compress(o CompressOptions) (*Report, error) {
+	start := time.Now()
+	include, err := compileRegexp("--include", o.Include)
+	if err != nil {
+		return nil, err
+	}
+	var exclude *regexp.Regexp
+	if o.Exclude != "" {
+		if exclude, err = compileRegexp("--exclude", o.Exclude); err != nil {
+			return nil, err
+		}
+	}
+	src, err := checkpoint.Open(o.In)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	chosen, kept, err := plan.Select(src.Tensors, include, exclude)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.In, err)
+	}
+	if len(chosen) == 0 {
+		return nil, fmt.Errorf("%s: no tensor matches --include %q", o.In, o.Include)
+	}
+	groups, err := plan.Groups(chosen, o.Share)
+	if err != nil {
+		return nil, err
+	}
+	// Plan every group before training any: an impossible setting fails at once.
+	planned := make([]plannedGroup, len(groups))
+	for i, g := range groups {
+		if planned[i], err = planGroup(g, o); err != nil {
+			return nil, err
+		}
+	}
+
+	w, err := pllm.Create(o.Out, o.Force)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			w.Abort()
+		}
+	}()
+	if err := w.WriteMeta(meta(src, o)); err != nil {
+		return nil, err
+	}
+	for i, g := range planned {
+		grp, err := compressGroup(src, g, i, len(planned), o)
+		if err != nil {
+			return nil, err
+		}
+		if err := w.WriteGroup(grp); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range kept {
+		raw, err := src.Raw(t.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := w.WriteRaw(t, raw); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range src.SideFiles {
+		if err := w.WriteSideFile(f); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	ok = true
+	rep, err := Inspect(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+func compileRegexp(flag, expr string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q is not a valid regular expression: %v", flag, expr, err)
+	}
+	return re, nil
+}
+
+func planGroup(g plan.Group, o CompressOptions) (plannedGroup, error) {
+	set := o.Method
+	if o.Bits > 0 {
+		s, bpw, err := plan.Choose(g, o.Bits, plan.Options{
+			Dims: o.Dims, MaxLog2K: 16, Hidden: set.Hidden, DecoderF32: set.DecoderF32,
+			Overhead: sectionOverhead,
+		})
+		if err != nil {
+			return plannedGroup{}, err
+		}
+		set.Dim, set.K = s.Dim, s.K
+		set.Latent = s.Dim
+		return plannedGroup{Group: g, set: set, bpw: bpw}, nil
+	}
+	set.Dim, set.K, set.Latent = o.Dim, o.K, o.Dim
+	if err := set.Validate(); err != nil {
+		return plannedGroup{}, fmt.Errorf("group %s: %w", g.Name, err)
+	}
+	e := (g.Cols() + o.Dim - 1) / o.Dim
+	if n := g.Rows() * e; o.K > n {
+		return plannedGroup{}, fmt.Errorf("group %s: codebook of %d entries for only %d sub-vectors", g.Name, o.K, n)
+	}
+	bytes := plan.Cost(g, plan.Setting{Dim: o.Dim, K: o.K}, set.Hidden, set.DecoderF32) + sectionOverhead(g)
+	return plannedGroup{Group: g, set: set, bpw: 8 * float64(bytes) / float64(g.Weights())}, nil
+}
+
+// sectionOverhead estimates the bytes of a group's section besides its
+// arrays: the frame, the JSON descriptor (names, shapes, settings, one
+// measurement per member) and the section table entry. The report measures
+// the real figure from the file.
+func sectionOverhead(g plan.Group) int64 {
+	n := int64(pllm.SectionHeaderSize+pllm.SectionCRCSize+pllm.IndexEntrySize) + int64(len(g.Name)) + 400
+	for _, m := range g.Members {
+		n += int64(2*len(m.Name)) + 96
+	}
+	return n
+}
+
+func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
+	st := o.Method
+	dec := "f16"
+	if st.DecoderF32 {
+		dec = "f32"
+	}
+	s := Settings{
+		Method: MethodPocketLLM, BitsTarget: o.Bits, Share: o.Share, Include: o.Include, Exclude: o.Exclude,
+		Epochs: st.Epochs, LR: st.LR, DecayEvery: st.DecayEvery, DecayFactor: st.DecayFactor,
+		BatchVectors: st.BatchVectors, Lambda: st.Lambda, Beta: st.Beta, KMeansEvery: st.KMeansEvery,
+		Hidden: st.Hidden, DecoderDType: dec, Seed: st.Seed, Backend: o.Kernels.Name(),
+	}
+	for _, t := range src.Tensors {
+		s.Tensors = append(s.Tensors, t.Name)
+	}
+	sj, _ := json.Marshal(s)
+	return pllm.Meta{Tool: "pocketllm-native", SourceFormat: src.Format, ModelConfig: src.ConfigJSON, Settings: sj}
+}
+
+func compressGroup(src *checkpoint.Source, g plannedGroup, i, of int, o CompressOptions) (pllm.Group, error) {
+	emit := func(e Event) {
+		if o.Events != nil {
+			e.Group, e.Index, e.Of, e.Members, e.Dim, e.K = g.Name, i+1, of, len(g.Members), g.set.Dim, g.set.K
+			o.Events(e)
+		}
+	}
+	emit(Event{Kind: "group", PlannedBPW: g.bpw})
+	start := time.Now()
+	mats := make([]pocketllm.Matrix, len(g.Members))
+	for j, m := range g.Members {
+		data, err := src.Float32(m.Name)
+		if err != nil {
+			return pllm.Group{}, err
+		}
+		mats[j] = pocketllm.Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: data}
+	}
+	res, err := pocketllm.Compress(o.Kernels, mats, g.set, func(p pocketllm.Progress) { emit(Event{Kind: "epoch", Epoch: &p}) })
+	if err != nil {
+		return pllm.Group{}, fmt.Errorf("%s: %w", o.In, err)
+	}
+	emit(Event{Kind: "done", NMSE: res.NMSE, Seconds: time.Since(start).Seconds()})
+	return encodeGroup(g.Group, res, g.set.DecoderF32), nil
+}
+
+// encodeGroup lays a result out as the container's pocketllm group arrays
+// (FORMAT.md): indices, codebook, decoder_mlp, decoder_rln, scales.
+func encodeGroup(g plan.Group, res *pocketllm.Result, decoderF32 bool) pllm.Group {
+	s := res.Shape
+	params, _ := json.Marshal(GroupParams{
+		Dim: s.Dim, Latent: s.Latent, Hidden: s.Hidden, K: s.K, E: s.E, Cols: g.Cols(),
+		GELU: "tanh", BestEpoch: res.BestEpoch, ReconMSE: res.ReconMSE,
+	})
+	members := make([]pllm.Member, len(g.Members))
+	for j, m := range g.Members {
+		mp, _ := json.Marshal(MemberParams{NMSE: res.NMSE[j]})
+		members[j] = pllm.Member{Name: m.Name, Shape: []int{m.Rows, m.Cols}, DType: pllm.DType(m.DType), Params: mp}
+	}
+	idx := make([]uint32, len(res.Indices))
+	for j, v := range res.Indices {
+		idx[j] = uint32(v)
+	}
+	mlp, rln := splitDecoder(s.E, s.Dim, s.Latent, s.Hidden, res.Decoder)
+	mlpArr := pllm.F16Array("decoder_mlp", mlp)
+	if decoderF32 {
+		mlpArr = pllm.F32Array("decoder_mlp", mlp)
+	}
+	return pllm.Group{
+		Name: g.Name, Method: MethodPocketLLM, Params: params, Members: members,
+		Arrays: []pllm.Array{
+			pllm.UintArray("indices", pllm.BitsFor(uint64(s.K)), idx),
+			pllm.F16Array("codebook", res.Codebook),
+			mlpArr,
+			pllm.F16Array("decoder_rln", rln),
+			pllm.F32Array("scales", res.Scales),
+		},
+	}
+}

@@ -1,0 +1,265 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"pocketllm-native/bindings"
+	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/llama2c"
+	"pocketllm-native/compress/pllm"
+	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/safetensors"
+)
+
+// Output formats of Decompress.
+const (
+	FormatSafetensors = "safetensors" // a Hugging Face folder: model.safetensors and the side files
+	FormatLlama2c     = "llama2c"     // one llama2.c legacy (version 0) checkpoint file
+)
+
+// DecompressOptions describe one reconstruction.
+type DecompressOptions struct {
+	In, Out string
+	// Format is FormatSafetensors or FormatLlama2c; "" picks the source's.
+	Format string
+	// DType is "f32", "f16" or "bf16" for every floating-point tensor, or ""
+	// to give each tensor its source dtype.
+	DType   string
+	Force   bool
+	Kernels bindings.Kernels
+}
+
+// Decompress rebuilds dense weights from a .pllm file.
+func Decompress(o DecompressOptions) error {
+	r, err := pllm.Open(o.In)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	format := o.Format
+	if format == "" {
+		format = FormatSafetensors
+		if r.Meta().SourceFormat == FormatLlama2c {
+			format = FormatLlama2c
+		}
+	}
+	var dtype checkpoint.DType
+	switch o.DType {
+	case "":
+	case "f32":
+		dtype = "F32"
+	case "f16":
+		dtype = "F16"
+	case "bf16":
+		dtype = "BF16"
+	default:
+		return fmt.Errorf("--dtype %q: want f32, f16 or bf16", o.DType)
+	}
+	if err := refuseExisting(o.Out, o.Force); err != nil {
+		return err
+	}
+	switch format {
+	case FormatSafetensors:
+		return writeFolder(r, o, dtype)
+	case FormatLlama2c:
+		if dtype != "" && dtype != "F32" {
+			return fmt.Errorf("--dtype %s: llama2.c checkpoints hold float32 only", o.DType)
+		}
+		return writeLlama2c(r, o)
+	}
+	return fmt.Errorf("--format %q: want %s or %s", format, FormatSafetensors, FormatLlama2c)
+}
+
+func refuseExisting(path string, force bool) error {
+	if _, err := os.Lstat(path); err == nil && !force {
+		return fmt.Errorf("%s already exists; pass --force to replace it", path)
+	}
+	return nil
+}
+
+// reconstructGroup rebuilds every member of group i.
+func reconstructGroup(r *pllm.Reader, file string, i int, k bindings.Kernels) ([]pllm.Member, [][]float32, error) {
+	g, err := r.ReadGroup(i)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, shapes, err := decodeGroup(file, g)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := pocketllm.Reconstruct(k, res, shapes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: group %s: %w", file, g.Name, err)
+	}
+	return g.Members, out, nil
+}
+
+// writeFolder writes a Hugging Face style folder: model.safetensors plus the
+// stored side files (and config.json from the model config when the source
+// had none, as for llama2.c). It is built in a temporary folder beside Out
+// and renamed into place, so a failure leaves nothing behind.
+func writeFolder(r *pllm.Reader, o DecompressOptions, dtype checkpoint.DType) error {
+	parent := filepath.Dir(filepath.Clean(o.Out))
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(o.Out)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("%s: cannot create the output folder: %v", o.Out, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+
+	// Header first: every tensor's name, dtype and shape, groups then raw tensors.
+	var infos []checkpoint.TensorInfo
+	groups := r.Groups()
+	outType := func(src checkpoint.DType) checkpoint.DType {
+		if dtype != "" && (src == "F32" || src == "F16" || src == "BF16") {
+			return dtype
+		}
+		return src
+	}
+	for _, g := range groups {
+		for _, m := range g.Members {
+			infos = append(infos, checkpoint.TensorInfo{Name: m.Name, DType: outType(checkpoint.DType(m.DType)), Shape: m.Shape})
+		}
+	}
+	raws := r.RawTensors()
+	for _, t := range raws {
+		if isLlama2cTable(t.Name) {
+			continue // RoPE tables only a llama2.c file carries
+		}
+		infos = append(infos, checkpoint.TensorInfo{Name: t.Name, DType: outType(checkpoint.DType(t.DType)), Shape: t.Shape})
+	}
+	w, err := safetensors.Create(filepath.Join(tmp, "model.safetensors"), infos, map[string]string{"format": "pt"})
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	for i := range groups {
+		members, data, err := reconstructGroup(r, o.In, i, o.Kernels)
+		if err != nil {
+			return err
+		}
+		for j, m := range members {
+			buf, err := checkpoint.EncodeFloat32(outType(checkpoint.DType(m.DType)), data[j])
+			if err != nil {
+				return fmt.Errorf("%s: tensor %s: %w", o.In, m.Name, err)
+			}
+			if err := w.Write(m.Name, buf); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range raws {
+		if isLlama2cTable(t.Name) {
+			continue
+		}
+		raw, err := r.ReadRaw(t.Name)
+		if err != nil {
+			return err
+		}
+		if to := outType(checkpoint.DType(t.DType)); to != checkpoint.DType(t.DType) {
+			vals, err := checkpoint.DecodeFloat32(checkpoint.DType(t.DType), raw)
+			if err != nil {
+				return fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
+			}
+			if raw, err = checkpoint.EncodeFloat32(to, vals); err != nil {
+				return fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
+			}
+		}
+		if err := w.Write(t.Name, raw); err != nil {
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	side, err := r.SideFiles()
+	if err != nil {
+		return err
+	}
+	hasConfig := false
+	for _, f := range side {
+		hasConfig = hasConfig || f.Name == "config.json"
+		if err := os.WriteFile(filepath.Join(tmp, f.Name), f.Data, 0o644); err != nil {
+			return fmt.Errorf("%s: %v", o.Out, err)
+		}
+	}
+	if cfg := r.Meta().ModelConfig; !hasConfig && len(cfg) > 0 {
+		if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfg, 0o644); err != nil {
+			return fmt.Errorf("%s: %v", o.Out, err)
+		}
+	}
+	if err := replaceDir(tmp, o.Out, o.Force); err != nil {
+		return err
+	}
+	done = true
+	return nil
+}
+
+// replaceDir moves the finished folder tmp to out. An existing out (allowed
+// only with force) is moved aside first and removed only once the new one is
+// in place.
+func replaceDir(tmp, out string, force bool) error {
+	if _, err := os.Lstat(out); err == nil {
+		if !force {
+			return fmt.Errorf("%s already exists; pass --force to replace it", out)
+		}
+		old := tmp + ".old"
+		if err := os.Rename(out, old); err != nil {
+			return fmt.Errorf("%s: cannot move the existing output aside: %v", out, err)
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			os.Rename(old, out)
+			return fmt.Errorf("%s: %v", out, err)
+		}
+		return os.RemoveAll(old)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("%s: %v", out, err)
+	}
+	return nil
+}
+
+func isLlama2cTable(name string) bool {
+	return name == llama2c.FreqCisReal || name == llama2c.FreqCisImag
+}
+
+// writeLlama2c reconstructs every tensor and writes a llama2.c checkpoint.
+func writeLlama2c(r *pllm.Reader, o DecompressOptions) error {
+	var cfg checkpoint.LlamaConfig
+	if err := json.Unmarshal(r.Meta().ModelConfig, &cfg); err != nil || cfg.HiddenSize == 0 {
+		return fmt.Errorf("%s: no Llama model config stored; cannot write a llama2.c checkpoint", o.In)
+	}
+	tensors := map[string][]float32{}
+	for i := range r.Groups() {
+		members, data, err := reconstructGroup(r, o.In, i, o.Kernels)
+		if err != nil {
+			return err
+		}
+		for j, m := range members {
+			tensors[m.Name] = data[j]
+		}
+	}
+	get := func(name string) ([]float32, error) {
+		if v, ok := tensors[name]; ok {
+			return v, nil
+		}
+		raw, err := r.ReadRaw(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range r.RawTensors() {
+			if t.Name == name {
+				return checkpoint.DecodeFloat32(checkpoint.DType(t.DType), raw)
+			}
+		}
+		return nil, fmt.Errorf("%s: tensor %s is not stored", o.In, name)
+	}
+	return llama2c.Write(o.Out, cfg, get)
+}

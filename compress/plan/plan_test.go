@@ -1,0 +1,128 @@
+package plan
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"pocketllm-native/compress/checkpoint"
+)
+
+func llamaTensors() []checkpoint.TensorInfo {
+	var ts []checkpoint.TensorInfo
+	ts = append(ts, checkpoint.TensorInfo{Name: "model.embed_tokens.weight", DType: "F32", Shape: []int{512, 64}})
+	for l := 0; l < 2; l++ {
+		p := "model.layers." + string(rune('0'+l)) + "."
+		ts = append(ts,
+			checkpoint.TensorInfo{Name: p + "input_layernorm.weight", DType: "F32", Shape: []int{64}},
+			checkpoint.TensorInfo{Name: p + "self_attn.q_proj.weight", DType: "F32", Shape: []int{64, 64}},
+			checkpoint.TensorInfo{Name: p + "self_attn.k_proj.weight", DType: "BF16", Shape: []int{32, 64}},
+			checkpoint.TensorInfo{Name: p + "mlp.gate_proj.weight", DType: "F16", Shape: []int{172, 64}},
+			checkpoint.TensorInfo{Name: p + "mlp.down_proj.weight", DType: "F32", Shape: []int{64, 172}},
+		)
+	}
+	ts = append(ts, checkpoint.TensorInfo{Name: "model.norm.weight", DType: "F32", Shape: []int{64}},
+		checkpoint.TensorInfo{Name: "lm_head.weight", DType: "F32", Shape: []int{512, 64}})
+	return ts
+}
+
+func TestDefaultSelectionTakesProjectionsOnly(t *testing.T) {
+	chosen, kept, err := Select(llamaTensors(), regexp.MustCompile(DefaultInclude), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chosen) != 8 {
+		t.Fatalf("chose %d tensors, want the 8 projections", len(chosen))
+	}
+	for _, k := range kept {
+		if strings.Contains(k.Name, "_proj") {
+			t.Errorf("kept projection %s", k.Name)
+		}
+	}
+	chosen, _, err = Select(llamaTensors(), regexp.MustCompile(DefaultInclude), regexp.MustCompile(`layers\.0\.`))
+	if err != nil || len(chosen) != 4 {
+		t.Fatalf("exclude layer 0: chose %d (%v)", len(chosen), err)
+	}
+	if _, _, err := Select(llamaTensors(), regexp.MustCompile(`norm`), nil); err == nil {
+		t.Fatal("a 1-D norm matched by --include was accepted for compression")
+	}
+}
+
+func TestGroupsByKindAndWidth(t *testing.T) {
+	chosen, _, _ := Select(llamaTensors(), regexp.MustCompile(DefaultInclude), nil)
+	gs, err := Groups(chosen, ShareKind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, g := range gs {
+		names = append(names, g.Name)
+		if len(g.Members) != 2 {
+			t.Errorf("group %s has %d members, want one per layer", g.Name, len(g.Members))
+		}
+	}
+	want := []string{
+		"model.layers.*.self_attn.q_proj.weight[in=64]", "model.layers.*.self_attn.k_proj.weight[in=64]",
+		"model.layers.*.mlp.gate_proj.weight[in=64]", "model.layers.*.mlp.down_proj.weight[in=172]",
+	}
+	if d := cmp.Diff(want, names); d != "" {
+		t.Fatal(d)
+	}
+	gs, _ = Groups(chosen, ShareNone)
+	if len(gs) != 8 {
+		t.Fatalf("share none: %d groups", len(gs))
+	}
+	if _, err := Groups(chosen, "layer"); err == nil {
+		t.Fatal("unknown share mode accepted")
+	}
+}
+
+func TestCostCountsEveryArray(t *testing.T) {
+	// The paper's example: up_proj 11008x4096, d=8, K=2^15, h=16.
+	g := Group{Name: "up", Members: []Matrix{{Name: "up", Rows: 11008, Cols: 4096}}}
+	c := Cost(g, Setting{Dim: 8, K: 1 << 15}, 16, false)
+	e := 4096 / 8
+	n := 11008 * e
+	want := int64(n*15/8 + 2*(1<<15)*8 + 2*(3*(8*16+16+16*8+8)) + 2*(6*e*8) + 4)
+	if c != want {
+		t.Fatalf("cost %d bytes, want %d", c, want)
+	}
+	bpw := 8 * float64(c) / float64(g.Weights())
+	if bpw < 1.9 || bpw > 2.0 {
+		t.Fatalf("%.3f bits per weight; the paper reports about 1.97", bpw)
+	}
+}
+
+func TestChooseMeetsTargetOrExplains(t *testing.T) {
+	layer := Group{Name: "q", Members: []Matrix{{Name: "q", Rows: 64, Cols: 64}}}
+	o := Options{Dims: []int{4, 8}, MaxLog2K: 16, Hidden: 16}
+	if _, _, err := Choose(layer, 3, o); err == nil || !strings.Contains(err.Error(), "--share kind") {
+		t.Fatalf("a 64x64 matrix cannot carry its own decoder at 3 bits; got %v", err)
+	}
+	shared := Group{Name: "q", Members: make([]Matrix, 5)}
+	for i := range shared.Members {
+		shared.Members[i] = Matrix{Rows: 64, Cols: 64}
+	}
+	for _, target := range []float64{3, 4} {
+		s, bits, err := Choose(shared, target, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bits > target {
+			t.Fatalf("target %v: chose %+v at %.3f bits", target, s, bits)
+		}
+		if got := 8 * float64(Cost(shared, s, 16, false)) / float64(shared.Weights()); got != bits {
+			t.Fatalf("reported %.4f bits, cost says %.4f", bits, got)
+		}
+	}
+	s3, _, _ := Choose(shared, 3, o)
+	s4, _, _ := Choose(shared, 4, o)
+	if float64(IndexBits(s4.K))/float64(s4.Dim) <= float64(IndexBits(s3.K))/float64(s3.Dim) {
+		t.Fatalf("4 bits (%+v) buys no more index resolution than 3 bits (%+v)", s4, s3)
+	}
+	if _, _, err := Choose(shared, 0, o); err == nil {
+		t.Fatal("a zero target was accepted")
+	}
+}

@@ -1,0 +1,165 @@
+/*
+ * simd.h - one vector type V of VW float lanes for the instruction set the
+ * including file is compiled for (PLLM_ISA_AVX512, PLLM_ISA_AVX2 or neither).
+ * The kernels in kernels.inc.c are written once against these helpers.
+ *
+ * Helpers whose result must be reproducible across paths (fma) are exact
+ * hardware instructions; gelu uses a polynomial exp and a refined reciprocal
+ * on the SIMD paths (a few ulp from the libm form the portable path uses).
+ */
+#ifndef PLLM_SIMD_H
+#define PLLM_SIMD_H
+
+#include <math.h>
+#include <stdint.h>
+
+#define PLLM_INLINE static inline __attribute__((always_inline))
+
+/* gelu constants: sqrt(2/pi) and the cubic coefficient of the tanh form. */
+#define GELU_K0 0.7978845608028654f
+#define GELU_K1 0.044715f
+
+#if defined(PLLM_ISA_AVX512)
+#include <immintrin.h>
+#define VW 16
+typedef __m512 V;
+PLLM_INLINE __mmask16 vmask_(int n) { return (__mmask16)((1u << n) - 1u); }
+PLLM_INLINE V vzero(void) { return _mm512_setzero_ps(); }
+PLLM_INLINE V vset1(float a) { return _mm512_set1_ps(a); }
+PLLM_INLINE V vload(const float *p) { return _mm512_loadu_ps(p); }
+PLLM_INLINE void vstore(float *p, V a) { _mm512_storeu_ps(p, a); }
+PLLM_INLINE V vloadn(const float *p, int n) { return _mm512_maskz_loadu_ps(vmask_(n), p); }
+PLLM_INLINE void vstoren(float *p, V a, int n) { _mm512_mask_storeu_ps(p, vmask_(n), a); }
+PLLM_INLINE V vkeep(V a, int n) { return _mm512_maskz_mov_ps(vmask_(n), a); } /* lanes >= n zeroed */
+PLLM_INLINE V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+PLLM_INLINE V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
+PLLM_INLINE V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
+PLLM_INLINE V vdiv(V a, V b) { return _mm512_div_ps(a, b); }
+PLLM_INLINE V vsqrt(V a) { return _mm512_sqrt_ps(a); }
+PLLM_INLINE V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }   /* a*b+c */
+PLLM_INLINE V vfnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); } /* c-a*b */
+PLLM_INLINE V vmin(V a, V b) { return _mm512_min_ps(a, b); }
+PLLM_INLINE V vmax(V a, V b) { return _mm512_max_ps(a, b); }
+PLLM_INLINE V vround(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+PLLM_INLINE V vscale2(V p, V n) { return _mm512_scalef_ps(p, n); } /* p * 2^n */
+PLLM_INLINE V vrcp(V d) {                                          /* 1/d, ~23 bits */
+    V r = _mm512_rcp14_ps(d);
+    return vfma(r, vfnma(d, r, vset1(1.0f)), r);
+}
+PLLM_INLINE float vhsum(V a) { return _mm512_reduce_add_ps(a); }
+#define PLLM_FMAF(a, b, c) fmaf((a), (b), (c))
+
+#elif defined(PLLM_ISA_AVX2)
+#include <immintrin.h>
+#define VW 8
+typedef __m256 V;
+PLLM_INLINE __m256i vmask_(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+PLLM_INLINE V vzero(void) { return _mm256_setzero_ps(); }
+PLLM_INLINE V vset1(float a) { return _mm256_set1_ps(a); }
+PLLM_INLINE V vload(const float *p) { return _mm256_loadu_ps(p); }
+PLLM_INLINE void vstore(float *p, V a) { _mm256_storeu_ps(p, a); }
+PLLM_INLINE V vloadn(const float *p, int n) { return _mm256_maskload_ps(p, vmask_(n)); }
+PLLM_INLINE void vstoren(float *p, V a, int n) { _mm256_maskstore_ps(p, vmask_(n), a); }
+PLLM_INLINE V vkeep(V a, int n) { return _mm256_and_ps(a, _mm256_castsi256_ps(vmask_(n))); }
+PLLM_INLINE V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+PLLM_INLINE V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
+PLLM_INLINE V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
+PLLM_INLINE V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
+PLLM_INLINE V vsqrt(V a) { return _mm256_sqrt_ps(a); }
+PLLM_INLINE V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+PLLM_INLINE V vfnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
+PLLM_INLINE V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+PLLM_INLINE V vmax(V a, V b) { return _mm256_max_ps(a, b); }
+PLLM_INLINE V vround(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+PLLM_INLINE V vscale2(V p, V n) { /* p * 2^n for integral n in [-126, 127] */
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+PLLM_INLINE V vrcp(V d) { /* rcpps is 12 bits; two Newton steps reach ~23 */
+    V r = _mm256_rcp_ps(d);
+    r = vfma(r, vfnma(d, r, vset1(1.0f)), r);
+    return vfma(r, vfnma(d, r, vset1(1.0f)), r);
+}
+PLLM_INLINE float vhsum(V a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#define PLLM_FMAF(a, b, c) fmaf((a), (b), (c))
+
+#else /* portable C: one lane */
+#define VW 1
+typedef float V;
+PLLM_INLINE V vzero(void) { return 0.0f; }
+PLLM_INLINE V vset1(float a) { return a; }
+PLLM_INLINE V vload(const float *p) { return *p; }
+PLLM_INLINE void vstore(float *p, V a) { *p = a; }
+PLLM_INLINE V vloadn(const float *p, int n) { return n > 0 ? *p : 0.0f; }
+PLLM_INLINE void vstoren(float *p, V a, int n) { if (n > 0) *p = a; }
+PLLM_INLINE V vkeep(V a, int n) { return n > 0 ? a : 0.0f; }
+PLLM_INLINE V vadd(V a, V b) { return a + b; }
+PLLM_INLINE V vsub(V a, V b) { return a - b; }
+PLLM_INLINE V vmul(V a, V b) { return a * b; }
+PLLM_INLINE V vdiv(V a, V b) { return a / b; }
+PLLM_INLINE V vsqrt(V a) { return sqrtf(a); }
+/* Two roundings: without an FMA unit fmaf is a slow library call. */
+PLLM_INLINE V vfma(V a, V b, V c) { return a * b + c; }
+PLLM_INLINE V vfnma(V a, V b, V c) { return c - a * b; }
+PLLM_INLINE V vmin(V a, V b) { return a < b ? a : b; }
+PLLM_INLINE V vmax(V a, V b) { return a > b ? a : b; }
+PLLM_INLINE V vrcp(V d) { return 1.0f / d; }
+PLLM_INLINE float vhsum(V a) { return a; }
+#define PLLM_FMAF(a, b, c) ((a) * (b) + (c))
+#endif
+
+#if VW > 1
+/* e^x for x in [-87, 88] (inputs are clamped there), Cephes expf polynomial,
+ * within 2 ulp. */
+PLLM_INLINE V vexp(V x) {
+    x = vmin(vmax(x, vset1(-87.0f)), vset1(88.0f));
+    V n = vround(vmul(x, vset1(1.44269504088896341f)));
+    V r = vfnma(n, vset1(0.693359375f), x);
+    r = vfnma(n, vset1(-2.12194440e-4f), r);
+    V p = vset1(1.9875691500e-4f);
+    p = vfma(p, r, vset1(1.3981999507e-3f));
+    p = vfma(p, r, vset1(8.3334519073e-3f));
+    p = vfma(p, r, vset1(4.1665795894e-2f));
+    p = vfma(p, r, vset1(1.6666665459e-1f));
+    p = vfma(p, r, vset1(5.0000001201e-1f));
+    p = vfma(p, vmul(r, r), r);
+    p = vadd(p, vset1(1.0f));
+    return vscale2(p, n);
+}
+
+/* s = sigmoid(2u) with u = K0 (a + K1 a^3), so that gelu(a) = a*s, since
+ * 0.5 (1 + tanh u) = 1 / (1 + e^(-2u)). */
+PLLM_INLINE V vgelu_s(V a) {
+    V a2 = vmul(a, a);
+    V m2u = vmul(a, vfma(a2, vset1(-2.0f * GELU_K0 * GELU_K1), vset1(-2.0f * GELU_K0)));
+    return vrcp(vadd(vset1(1.0f), vexp(m2u)));
+}
+PLLM_INLINE V vgelu(V a) { return vmul(a, vgelu_s(a)); }
+/* gelu and gelu': d/da [a s(2u)] = s + a s (1-s) 2 u'(a), u' = K0 (1 + 3 K1 a^2). */
+PLLM_INLINE V vgelu_grad(V a, V *ga) {
+    V s = vgelu_s(a);
+    V a2 = vmul(a, a);
+    V du2 = vfma(a2, vset1(6.0f * GELU_K0 * GELU_K1), vset1(2.0f * GELU_K0));
+    V ss = vfnma(s, s, s); /* s - s^2 */
+    *ga = vfma(vmul(a, ss), du2, s);
+    return vmul(a, s);
+}
+#else
+PLLM_INLINE V vgelu(V a) {
+    return 0.5f * a * (1.0f + tanhf(GELU_K0 * (a + GELU_K1 * a * a * a)));
+}
+PLLM_INLINE V vgelu_grad(V a, V *ga) {
+    float t = tanhf(GELU_K0 * (a + GELU_K1 * a * a * a));
+    *ga = 0.5f * (1.0f + t) + 0.5f * a * (1.0f - t * t) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * a * a);
+    return 0.5f * a * (1.0f + t);
+}
+#endif
+
+#endif /* PLLM_SIMD_H */
