@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"pocketllm-native/compress/checkpoint"
-	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/tokenizer"
 )
 
@@ -43,12 +42,7 @@ func sharedPath(t testing.TB, rel string) string {
 
 func loadStories(t testing.TB) *Model {
 	t.Helper()
-	f, err := llama2c.Open(sharedPath(t, "models/stories260K/stories260K.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := FromWeights(f.LlamaConfig(), f)
+	m, err := Open(sharedPath(t, "models/stories260K/stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}

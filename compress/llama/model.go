@@ -53,8 +53,8 @@ type Model struct {
 	invFreq        []float64 // [headDim/2]
 }
 
-// Weights is where a model's tensors come from. *checkpoint.Source
-// provides it; so does a map via FromTensors.
+// Weights is where a model's tensors come from: *checkpoint.Source,
+// *llama2c.File, or a map via FromTensors.
 type Weights interface {
 	// Float32 returns the tensor's values converted to float32.
 	Float32(name string) ([]float32, error)
@@ -73,6 +73,29 @@ const (
 // LayerTensorName(3, "self_attn.q_proj") = "model.layers.3.self_attn.q_proj.weight".
 func LayerTensorName(layer int, part string) string {
 	return fmt.Sprintf("model.layers.%d.%s.weight", layer, part)
+}
+
+// Open opens a checkpoint (any form checkpoint.Open accepts) and loads it.
+func Open(path string) (*Model, error) {
+	src, err := checkpoint.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return Load(src)
+}
+
+// Load builds a model from an opened checkpoint, using its Llama config.
+// The weights are copied out as float32, so src may be closed afterwards.
+func Load(src *checkpoint.Source) (*Model, error) {
+	if src.Config == nil {
+		return nil, fmt.Errorf("llama: %s: no Llama config.json found beside the weights", src.Path)
+	}
+	m, err := FromWeights(*src.Config, src)
+	if err != nil {
+		return nil, fmt.Errorf("llama: %s: %w", src.Path, err)
+	}
+	return m, nil
 }
 
 // FromTensors builds a model from a map of tensor name to float32 values,

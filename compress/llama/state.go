@@ -153,8 +153,10 @@ func (s *State) attendHead(h, kvOff, pos int, scale float32, keys, values []floa
 	if hd < shortVector {
 		for t, a := range sc {
 			a *= inv
-			for i, v := range values[t*kvDim+kvOff : t*kvDim+kvOff+hd] {
-				out[i] += a * v
+			v := values[t*kvDim+kvOff:]
+			v = v[:len(out)]
+			for i := range out {
+				out[i] += a * v[i]
 			}
 		}
 		return
@@ -175,11 +177,18 @@ func dot(a, b []float32) float32 {
 		return blas32.Implementation().Sdot(len(a), a, 1, b, 1)
 	}
 	b = b[:len(a)]
-	var s float32
-	for i, x := range a {
-		s += x * b[i]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
 	}
-	return s
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 // rope rotates each head of v in the Hugging Face rotate_half layout:

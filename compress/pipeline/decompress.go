@@ -246,20 +246,31 @@ func writeLlama2c(r *pllm.Reader, o DecompressOptions) error {
 			tensors[m.Name] = data[j]
 		}
 	}
+	raws := map[string]checkpoint.TensorInfo{}
+	for _, t := range r.RawTensors() {
+		raws[t.Name] = t
+	}
 	get := func(name string) ([]float32, error) {
 		if v, ok := tensors[name]; ok {
 			return v, nil
+		}
+		t, ok := raws[name]
+		if !ok && isLlama2cTable(name) {
+			// A model that never was a llama2.c file has no RoPE tables; compute them.
+			re, im := llama2c.FreqCis(cfg.HiddenSize/cfg.NumAttentionHeads, cfg.MaxPositionEmbeddings)
+			if name == llama2c.FreqCisReal {
+				return re, nil
+			}
+			return im, nil
+		}
+		if !ok {
+			return nil, fmt.Errorf("%s: tensor %s is not stored; a llama2.c checkpoint needs it", o.In, name)
 		}
 		raw, err := r.ReadRaw(name)
 		if err != nil {
 			return nil, err
 		}
-		for _, t := range r.RawTensors() {
-			if t.Name == name {
-				return checkpoint.DecodeFloat32(checkpoint.DType(t.DType), raw)
-			}
-		}
-		return nil, fmt.Errorf("%s: tensor %s is not stored", o.In, name)
+		return checkpoint.DecodeFloat32(t.DType, raw)
 	}
-	return llama2c.Write(o.Out, cfg, get)
+	return llama2c.WriteWith(o.Out, cfg, get, checkpoint.WriteOptions{Overwrite: o.Force})
 }

@@ -664,13 +664,21 @@ PLLM_INLINE void dec_rln(const dec_plan *pl, int lat, const float *Y, float *U, 
 PLLM_INLINE void dec_mlp(const float *in, size_t ld, int ni, int nh, int no, const float *mp, float *dst, size_t ldd,
                          int add, V *a) {
     const float *w1 = mp, *b1 = w1 + (size_t)nh * ni, *w2 = b1 + nh, *b2 = w2 + (size_t)no * nh;
+    /* three passes, each of independent chains, so the long gelu chains
+     * overlap instead of waiting on each other */
+#pragma GCC unroll 16
     for (int u = 0; u < nh; u++) {
         V acc = vset1(b1[u]);
+#pragma GCC unroll 16
         for (int i = 0; i < ni; i++) acc = vfma(vset1(w1[(size_t)u * ni + i]), vload(in + (size_t)i * ld), acc);
-        a[u] = vgelu(acc);
+        a[u] = acc;
     }
+#pragma GCC unroll 16
+    for (int u = 0; u < nh; u++) a[u] = vgelu(a[u]);
+#pragma GCC unroll 16
     for (int o = 0; o < no; o++) {
         V acc = vset1(b2[o]);
+#pragma GCC unroll 16
         for (int u = 0; u < nh; u++) acc = vfma(vset1(w2[(size_t)o * nh + u]), a[u], acc);
         float *q = dst + (size_t)o * ldd;
         vstore(q, add ? vadd(vload(q), acc) : acc);

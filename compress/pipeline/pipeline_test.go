@@ -1,0 +1,267 @@
+package pipeline
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pocketllm-native/bindings"
+	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/llama2c"
+	"pocketllm-native/compress/plan"
+	"pocketllm-native/compress/pocketllm"
+)
+
+// storiesPath finds ../shared/models/stories260K/stories260K.bin from the
+// repository root, or skips.
+func storiesPath(t *testing.T) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(dir, "..", "shared", "models", "stories260K", "stories260K.bin")
+			if _, err := os.Stat(p); err != nil {
+				t.Skipf("stories260K not found at %s (the shared model folder is absent): %v", p, err)
+			}
+			return p
+		}
+	}
+	t.Skip("repository root not found")
+	return ""
+}
+
+// fastOptions keeps the round trip quick: a short schedule, same method.
+func fastOptions(in, out string, bits float64, share string) CompressOptions {
+	st := pocketllm.DefaultSettings(0, 0)
+	st.Epochs, st.DecayEvery = 2, 1
+	return CompressOptions{
+		In: in, Out: out, Bits: bits, Dims: []int{4, 8}, Share: share,
+		Include: plan.DefaultInclude, Method: st, Kernels: bindings.Go(),
+	}
+}
+
+func TestStoriesRoundTrip(t *testing.T) {
+	src := storiesPath(t)
+	dir := t.TempDir()
+	orig, err := checkpoint.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+
+	for _, bits := range []float64{3, 4} {
+		out := filepath.Join(dir, "s.pllm")
+		rep, err := Compress(func() CompressOptions { o := fastOptions(src, out, bits, plan.ShareKind); o.Force = true; return o }())
+		if err != nil {
+			t.Fatalf("--bits %v: %v", bits, err)
+		}
+		st, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.FileBytes != st.Size() {
+			t.Fatalf("report says %d bytes, file has %d", rep.FileBytes, st.Size())
+		}
+		if got := rep.CompressedBytes + rep.RawBytes + rep.SideBytes + rep.FramingBytes; got != st.Size() {
+			t.Fatalf("byte accounting adds up to %d, file has %d", got, st.Size())
+		}
+		if rep.BitsPerWeight > bits || rep.BitsPerWeight < bits-1.2 {
+			t.Errorf("--bits %v gave %.3f bits per weight", bits, rep.BitsPerWeight)
+		}
+		for _, g := range rep.Groups {
+			if g.BitsPerWeight > bits {
+				t.Errorf("group %s: %.3f bits per weight over the %v target", g.Name, g.BitsPerWeight, bits)
+			}
+		}
+		if len(rep.Groups) != 7 || len(rep.Tensors) != len(orig.Tensors) {
+			t.Fatalf("%d groups, %d tensors; want 7 kinds and all %d tensors", len(rep.Groups), len(rep.Tensors), len(orig.Tensors))
+		}
+
+		// llama2.c output: same structure, every compressed matrix replaced, the rest identical.
+		bin := filepath.Join(dir, "s.bin")
+		if err := Decompress(DecompressOptions{In: out, Out: bin, Kernels: bindings.Go(), Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		checkReconstruction(t, orig, bin, rep)
+		if a, b := fileSize(t, src), fileSize(t, bin); a != b {
+			t.Fatalf("llama2.c reconstruction is %d bytes, the original %d", b, a)
+		}
+		if _, err := llama2c.Open(bin); err != nil {
+			t.Fatal(err)
+		}
+
+		// safetensors output in bf16.
+		hf := filepath.Join(dir, "hf")
+		if err := Decompress(DecompressOptions{In: out, Out: hf, Format: FormatSafetensors, DType: "bf16", Kernels: bindings.Go(), Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := checkpoint.Open(hf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ti := range h.Tensors {
+			if ti.DType != "BF16" {
+				t.Errorf("%s is %s, asked for bf16", ti.Name, ti.DType)
+			}
+		}
+		if h.Config == nil || h.Config.HiddenSize != 64 || h.Config.NumHiddenLayers != 5 {
+			t.Errorf("reconstructed folder's config.json: %+v", h.Config)
+		}
+		h.Close()
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// checkReconstruction compares every tensor of a reconstruction with the
+// original: shapes equal, kept tensors bit-identical, compressed ones
+// changed and with the NMSE the report states.
+func checkReconstruction(t *testing.T, orig *checkpoint.Source, path string, rep *Report) {
+	t.Helper()
+	got, err := checkpoint.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	nmse := map[string]float64{}
+	for _, tr := range rep.Tensors {
+		if tr.NMSE != nil {
+			nmse[tr.Name] = *tr.NMSE
+		}
+	}
+	for _, ti := range orig.Tensors {
+		gi, ok := got.Info(ti.Name)
+		if !ok || len(gi.Shape) != len(ti.Shape) || gi.NumElements() != ti.NumElements() {
+			t.Fatalf("%s: %s missing or reshaped", path, ti.Name)
+		}
+		a, _ := orig.Float32(ti.Name)
+		b, err := got.Float32(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := pocketllm.NMSE(a, b)
+		want, compressed := nmse[ti.Name]
+		switch {
+		case !compressed && e != 0:
+			t.Errorf("kept tensor %s changed", ti.Name)
+		case compressed && (e == 0 || e > 1):
+			t.Errorf("%s: NMSE %g", ti.Name, e)
+		case compressed && (e-want > 1e-6 || want-e > 1e-6):
+			t.Errorf("%s: NMSE %g, report says %g", ti.Name, e, want)
+		}
+	}
+}
+
+func TestCompressIsDeterministic(t *testing.T) {
+	src := storiesPath(t)
+	dir := t.TempDir()
+	var files [][]byte
+	for i := 0; i < 2; i++ {
+		out := filepath.Join(dir, "d"+string(rune('0'+i))+".pllm")
+		o := fastOptions(src, out, 4, plan.ShareKind)
+		o.Include = `self_attn\.q_proj`
+		if _, err := Compress(o); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, b)
+	}
+	if !bytes.Equal(files[0], files[1]) {
+		t.Fatal("two runs with the same seed wrote different bytes")
+	}
+}
+
+func TestBadInputLeavesNothing(t *testing.T) {
+	src := storiesPath(t)
+	dir := t.TempDir()
+	truncated := filepath.Join(dir, "truncated.bin")
+	b, _ := os.ReadFile(src)
+	os.WriteFile(truncated, b[:len(b)-100], 0o644)
+	nan := filepath.Join(dir, "nan.bin")
+	c := append([]byte(nil), b...)
+	// The first weight of layer 0's wq (after the header, embedding and rms_att).
+	off := 28 + 4*(512*64+5*64)
+	copy(c[off:], []byte{0x00, 0x00, 0xc0, 0x7f})
+	os.WriteFile(nan, c, 0o644)
+
+	existing := filepath.Join(dir, "existing.pllm")
+	os.WriteFile(existing, []byte("keep me"), 0o644)
+
+	cases := []struct {
+		name string
+		o    CompressOptions
+		want string
+	}{
+		{"missing input", fastOptions(filepath.Join(dir, "nope.bin"), filepath.Join(dir, "a.pllm"), 4, plan.ShareKind), "nope.bin"},
+		{"truncated input", fastOptions(truncated, filepath.Join(dir, "b.pllm"), 4, plan.ShareKind), "truncated.bin"},
+		{"nan weight", fastOptions(nan, filepath.Join(dir, "c.pllm"), 4, plan.ShareKind), "non-finite"},
+		{"impossible target", fastOptions(src, filepath.Join(dir, "d.pllm"), 1, plan.ShareNone), "cannot reach"},
+		{"existing output", fastOptions(src, existing, 4, plan.ShareKind), "exists"},
+		{"bad regexp", func() CompressOptions {
+			o := fastOptions(src, filepath.Join(dir, "e.pllm"), 4, plan.ShareKind)
+			o.Include = "("
+			return o
+		}(), "--include"},
+	}
+	for _, c := range cases {
+		_, err := Compress(c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", c.name, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error spans lines: %q", c.name, err)
+		}
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "keep me" {
+		t.Fatal("an existing output was overwritten without --force")
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		switch e.Name() {
+		case "truncated.bin", "nan.bin", "existing.pllm":
+		default:
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}
+
+func TestDecompressRefusesCorruptContainer(t *testing.T) {
+	src := storiesPath(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "s.pllm")
+	o := fastOptions(src, out, 4, plan.ShareKind)
+	o.Include = `layers\.0\.self_attn\.q_proj`
+	o.Bits = 8
+	if _, err := Compress(o); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	for _, at := range []int{20, len(b) / 3, len(b) / 2, len(b) - 30} {
+		c := append([]byte(nil), b...)
+		c[at] ^= 0x10
+		bad := filepath.Join(dir, "bad.pllm")
+		os.WriteFile(bad, c, 0o644)
+		target := filepath.Join(dir, "rebuilt")
+		err := Decompress(DecompressOptions{In: bad, Out: target, Kernels: bindings.Go(), Format: FormatSafetensors})
+		if err == nil || !strings.Contains(err.Error(), "bad.pllm") {
+			t.Errorf("flipped byte %d: error %v", at, err)
+		}
+		if _, err := Inspect(bad); err == nil {
+			t.Errorf("flipped byte %d: inspect accepted the file", at)
+		}
+		if _, err := os.Stat(target); err == nil {
+			t.Errorf("flipped byte %d: output left behind", at)
+		}
+	}
+}
