@@ -53,7 +53,8 @@ type Report struct {
 	Candidates []Candidate
 }
 
-// String renders the report for people, one candidate per block.
+// String renders the report for people: the choice, then every candidate
+// with the paths it tried.
 func (r *Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "asked: %s (from %s)\n", r.Asked, r.From)
@@ -66,25 +67,25 @@ func (r *Report) String() string {
 	} else {
 		b.WriteString("chosen: none\n")
 	}
+	b.WriteString("candidates:\n")
 	for _, c := range r.Candidates {
 		switch {
 		case !c.Tried:
-			fmt.Fprintf(&b, "%s: not tried (an earlier backend was chosen)\n", c.Backend)
+			fmt.Fprintf(&b, "  %s: not tried (an earlier backend was chosen)\n", c.Backend)
 			continue
+		case strings.HasPrefix(c.Refused, "not found at "):
+			fmt.Fprintf(&b, "  %s: refused: library not found\n", c.Backend)
 		case c.Refused != "":
-			fmt.Fprintf(&b, "%s: refused: %s\n", c.Backend, c.Refused)
+			fmt.Fprintf(&b, "  %s: refused: %s\n", c.Backend, c.Refused)
 		default:
-			fmt.Fprintf(&b, "%s: usable", c.Backend)
+			fmt.Fprintf(&b, "  %s: usable", c.Backend)
 			if c.Score > 0 {
-				fmt.Fprintf(&b, " (score %d)", c.Score)
+				fmt.Fprintf(&b, ", score %d", c.Score)
 			}
-			b.WriteString("\n")
-			if c.Device != "" {
-				fmt.Fprintf(&b, "  device: %s\n", c.Device)
-			}
+			fmt.Fprintf(&b, "\n      device: %s\n      build: %s\n", c.Device, c.BuildInfo)
 		}
 		for _, a := range c.Attempts {
-			fmt.Fprintf(&b, "  %s: %s\n", a.Path, a.Outcome)
+			fmt.Fprintf(&b, "      %s: %s\n", a.Path, a.Outcome)
 		}
 	}
 	return b.String()

@@ -92,30 +92,72 @@ func TestRequiredBackendsAreKnown(t *testing.T) {
 	}
 }
 
+// envCPUISA is read by the CPU library when a context is created
+// (pocketllm.h): it forces one SIMD path.
+const envCPUISA = "PLLM_CPU_ISA"
+
+// cpuISAs are the CPU library's SIMD paths. Each runs the whole suite as a
+// backend of its own (cpu_generic, ...), so a path the auto choice does not
+// pick on this machine is still checked; a path the processor cannot run
+// is skipped.
+var cpuISAs = []string{"generic", "avx2", "avx512"}
+
+// isaOf remembers which forced SIMD path a cpu variant runs ("" = auto).
+var isaOf = map[bindings.Kernels]string{}
+
 // backend opens (once per test binary) the named backend, or skips the
 // test, or fails it when the backend is required.
 func backend(t *testing.T, name string) bindings.Kernels {
 	t.Helper()
+	// The native libraries read these in C, where go test's result cache
+	// cannot see them; reading them here makes them part of the cache key.
+	os.Getenv(envCPUISA)
+	os.Getenv("OMP_NUM_THREADS")
+	base, isa, variant := strings.Cut(name, "_")
 	openMu.Lock()
 	o := opened[name]
 	if o == nil {
 		o = &openedBackend{}
-		o.k, o.rep, o.err = bindings.Select(name)
+		if variant {
+			old, had := os.LookupEnv(envCPUISA)
+			os.Setenv(envCPUISA, isa)
+			o.k, o.rep, o.err = bindings.Select(base)
+			if had {
+				os.Setenv(envCPUISA, old)
+			} else {
+				os.Unsetenv(envCPUISA)
+			}
+		} else {
+			o.k, o.rep, o.err = bindings.Select(base)
+		}
+		if o.k != nil {
+			isaOf[o.k] = isa
+		}
 		opened[name] = o
 	}
 	openMu.Unlock()
 	if o.err != nil {
-		if required()[name] {
+		if variant && strings.Contains(o.err.Error(), "PLLM_ERR_UNSUPPORTED") {
+			t.Skipf("this processor cannot run the %s path: %v", isa, o.err)
+		}
+		if required()[base] {
 			t.Fatalf("backend %s is required (%s) but not usable: %v\n%s", name, envRequire, o.err, o.rep)
 		}
 		t.Skipf("backend %s not usable here: %v", name, o.err)
 	}
+	t.Logf("%s on %s", name, o.rep.Device)
 	return o.k
 }
 
 // conformanceOrder is the order of the per-backend subtests: the reference
 // first.
-var conformanceOrder = []string{bindings.BackendGo, bindings.BackendCPU, bindings.BackendCUDA}
+var conformanceOrder = func() []string {
+	names := []string{bindings.BackendGo, bindings.BackendCPU}
+	for _, isa := range cpuISAs {
+		names = append(names, bindings.BackendCPU+"_"+isa)
+	}
+	return append(names, bindings.BackendCUDA)
+}()
 
 func eachBackend(t *testing.T, fn func(t *testing.T, k bindings.Kernels)) {
 	for _, name := range conformanceOrder {

@@ -49,14 +49,24 @@ func inspectCommand() *cli.Command {
 		UsageText: "pocketllm-native inspect FILE.pllm [--json]",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return fmt.Errorf("inspect takes one .pllm file")
+			// Flags may follow the file name, as in "inspect FILE --json".
+			var files []string
+			asJSON := c.Bool("json")
+			for _, a := range c.Args().Slice() {
+				if a == "--json" || a == "-json" {
+					asJSON = true
+				} else {
+					files = append(files, a)
+				}
 			}
-			rep, err := pipeline.Inspect(c.Args().First())
+			if len(files) != 1 {
+				return fmt.Errorf("inspect takes one .pllm file, got %d arguments", len(files))
+			}
+			rep, err := pipeline.Inspect(files[0])
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
+			if asJSON {
 				return printJSON(c.App.Writer, rep)
 			}
 			printReport(c.App.Writer, rep)

@@ -214,7 +214,7 @@ func genCodebookStats() []Case {
 }
 
 var mlpShapes = []struct {
-	name                 string
+	name                  string
 	in, hidden, out, rows int
 }{
 	{"d8h16", 8, 16, 8, 5},
@@ -381,7 +381,7 @@ func genAdam() []Case {
 }
 
 type netShape struct {
-	name                           string
+	name                            string
 	e, dim, latent, hidden, rows, k int
 }
 

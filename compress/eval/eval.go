@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/tokenizer"
@@ -113,10 +114,14 @@ func Windows(ids []int, w int) [][]int {
 	return out
 }
 
-// logSoftmax writes log p_i = l_i - logsumexp(l) in float64 to dst.
-func logSoftmax(dst []float64, logits []float32) {
+// logSoftmax writes log p_i = l_i - logsumexp(l) in float64 to dst. It
+// reports false, leaving dst unspecified, when a logit is NaN or infinite.
+func logSoftmax(dst []float64, logits []float32) bool {
 	mx := math.Inf(-1)
 	for _, l := range logits {
+		if l != l || math.IsInf(float64(l), 0) {
+			return false
+		}
 		mx = max(mx, float64(l))
 	}
 	var sum float64
@@ -127,6 +132,7 @@ func logSoftmax(dst []float64, logits []float32) {
 	for i, l := range logits {
 		dst[i] = float64(l) - lz
 	}
+	return true
 }
 
 func argmax(v []float32) int {
@@ -206,27 +212,30 @@ func run(a, b *llama.Model, tok tokenizer.Tokenizer, lines []string, opt Options
 	workers = max(1, min(workers, len(seqs)))
 
 	stats := make([]seqStats, len(seqs))
-	errs := make([]error, workers)
+	errs := make([]error, len(seqs)) // by line, so the first failing line is reported
+	var failed atomic.Bool
 	next := make(chan int)
 	var mu sync.Mutex
 	done := 0
 	var wg sync.WaitGroup
-	for wk := 0; wk < workers; wk++ {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sc, err := newScorer(a, b, w)
-			if err != nil {
-				errs[wk] = err
-				for range next { // keep the feeder from blocking
-				}
-				return
-			}
 			for i := range next {
-				if errs[wk] != nil {
+				if err != nil {
+					errs[i] = err
+					failed.Store(true)
+				}
+				if failed.Load() {
+					continue // drain, so the feeder never blocks
+				}
+				if stats[i], errs[i] = sc.sequence(seqs[i]); errs[i] != nil {
+					errs[i] = fmt.Errorf("eval: line %d: %w", i+1, errs[i])
+					failed.Store(true)
 					continue
 				}
-				stats[i], errs[wk] = sc.sequence(seqs[i])
 				if opt.Progress != nil {
 					mu.Lock()
 					done += stats[i].tokens
@@ -241,8 +250,10 @@ func run(a, b *llama.Model, tok tokenizer.Tokenizer, lines []string, opt Options
 	}
 	close(next)
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
 	}
 	return stats, nil
 }
@@ -251,6 +262,7 @@ type scorer struct {
 	a, b   *llama.State
 	w      int
 	la, lb []float64
+	nameA  string // for errors
 }
 
 func newScorer(a, b *llama.Model, w int) (*scorer, error) {
@@ -258,19 +270,21 @@ func newScorer(a, b *llama.Model, w int) (*scorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &scorer{a: sa, w: w, la: make([]float64, a.VocabSize())}
+	sc := &scorer{a: sa, w: w, la: make([]float64, a.VocabSize()), nameA: "the"}
 	if b != nil {
 		if sc.b, err = b.NewState(w); err != nil {
 			return nil, err
 		}
 		sc.lb = make([]float64, b.VocabSize())
+		sc.nameA = "the original"
 	}
 	return sc, nil
 }
 
 func (sc *scorer) sequence(ids []int) (seqStats, error) {
 	var st seqStats
-	for _, win := range Windows(ids, sc.w) {
+	for k, win := range Windows(ids, sc.w) {
+		start := k * (sc.w - 1)
 		st.windows++
 		sc.a.Reset()
 		if sc.b != nil {
@@ -282,7 +296,9 @@ func (sc *scorer) sequence(ids []int) (seqStats, error) {
 			if err != nil {
 				return st, err
 			}
-			logSoftmax(sc.la, la)
+			if !logSoftmax(sc.la, la) {
+				return st, fmt.Errorf("%s model gave a non-finite logit at token %d of the line", sc.nameA, start+pos+1)
+			}
 			st.nllA -= sc.la[target]
 			st.tokens++
 			if sc.b == nil {
@@ -293,7 +309,9 @@ func (sc *scorer) sequence(ids []int) (seqStats, error) {
 			if err != nil {
 				return st, err
 			}
-			logSoftmax(sc.lb, lb)
+			if !logSoftmax(sc.lb, lb) {
+				return st, fmt.Errorf("the compressed model gave a non-finite logit at token %d of the line", start+pos+1)
+			}
 			st.nllB -= sc.lb[target]
 			var kl float64
 			for i, lp := range sc.la {

@@ -351,6 +351,16 @@ func TestCompareDifferentModels(t *testing.T) {
 		}
 	}
 
+	wn := map[string][]float32{}
+	for k, v := range wb {
+		wn[k] = v
+	}
+	wn[llama.NormName] = slices.Clone(wn[llama.NormName])
+	wn[llama.NormName][3] = float32(math.NaN())
+	if _, err := Compare(a, smallModel(t, smallCfg, wn), tok, lines, Options{Window: 16}); err == nil || !strings.Contains(err.Error(), "non-finite") {
+		t.Errorf("NaN logits: %v, want a non-finite error", err)
+	}
+
 	other := smallCfg
 	other.VocabSize = 31
 	wo := randomWeights(other, 1)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/safetensors"
 	"pocketllm-native/compress/tokenizer"
 )
 
@@ -482,5 +483,80 @@ func BenchmarkForwardStories260K(b *testing.B) {
 		if _, err := st.Forward(1+i%500, pos); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestOpenHFFolder writes stories260K as a Hugging Face folder (config.json
+// and model.safetensors, in F16) and checks that the model loaded from it
+// computes what the llama2c file gives with the same rounding applied.
+func TestOpenHFFolder(t *testing.T) {
+	src, err := checkpoint.Open(sharedPath(t, "models/stories260K/stories260K.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dir := t.TempDir()
+	var infos []checkpoint.TensorInfo
+	rounded := map[string][]float32{}
+	for _, info := range src.Tensors {
+		if strings.HasPrefix(info.Name, "llama2c.") {
+			continue
+		}
+		info.DType = checkpoint.F16
+		infos = append(infos, info)
+	}
+	w, err := safetensors.Create(filepath.Join(dir, "model.safetensors"), infos, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range infos {
+		v, err := src.Float32(info.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := checkpoint.EncodeFloat32(checkpoint.F16, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(info.Name, raw); err != nil {
+			t.Fatal(err)
+		}
+		if rounded[info.Name], err = checkpoint.DecodeFloat32(checkpoint.F16, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), src.ConfigJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromFolder, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromMap, err := FromTensors(*src.Config, rounded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := fromFolder.NewState(8)
+	b, _ := fromMap.NewState(8)
+	for pos, tok := range []int{1, 403, 407, 261, 411} {
+		la, err := a.Forward(tok, pos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb, _ := b.Forward(tok, pos)
+		if !slices.Equal(la, lb) {
+			t.Fatalf("pos %d: logits from the folder differ from the same weights in memory", pos)
+		}
+	}
+
+	// A folder without config.json cannot be run.
+	if err := os.Remove(filepath.Join(dir, "config.json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "config") {
+		t.Errorf("Open without config.json: %v", err)
 	}
 }

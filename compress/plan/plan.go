@@ -83,8 +83,9 @@ func Kind(name string) string { return layerNumber.ReplaceAllString(name, ".*.")
 
 // Share modes.
 const (
-	ShareNone = "none" // one meta network per matrix
-	ShareKind = "kind" // one per tensor kind and row width, across layers
+	ShareNone  = "none"  // one meta network per matrix
+	ShareKind  = "kind"  // one per tensor kind and row width, across layers
+	ShareWidth = "width" // one per row width: every kind and layer with that input width
 )
 
 // Groups puts matrices into groups, in order of first appearance.
@@ -96,11 +97,14 @@ func Groups(mats []Matrix, share string) ([]Group, error) {
 			gs[i] = Group{Name: m.Name, Members: []Matrix{m}}
 		}
 		return gs, nil
-	case ShareKind:
+	case ShareKind, ShareWidth:
 		var gs []Group
 		at := map[string]int{}
 		for _, m := range mats {
 			key := fmt.Sprintf("%s[in=%d]", Kind(m.Name), m.Cols)
+			if share == ShareWidth {
+				key = fmt.Sprintf("in=%d", m.Cols)
+			}
 			i, ok := at[key]
 			if !ok {
 				i = len(gs)
@@ -111,7 +115,7 @@ func Groups(mats []Matrix, share string) ([]Group, error) {
 		}
 		return gs, nil
 	}
-	return nil, fmt.Errorf("share mode %q: want %q or %q", share, ShareNone, ShareKind)
+	return nil, fmt.Errorf("share mode %q: want %q, %q or %q", share, ShareNone, ShareKind, ShareWidth)
 }
 
 // Setting is a sub-vector length and codebook size for a group.

@@ -70,6 +70,10 @@ func TestGroupsByKindAndWidth(t *testing.T) {
 	if d := cmp.Diff(want, names); d != "" {
 		t.Fatal(d)
 	}
+	gs, _ = Groups(chosen, ShareWidth)
+	if len(gs) != 2 || gs[0].Name != "in=64" || len(gs[0].Members) != 6 || gs[1].Name != "in=172" {
+		t.Fatalf("share width: %+v", gs)
+	}
 	gs, _ = Groups(chosen, ShareNone)
 	if len(gs) != 8 {
 		t.Fatalf("share none: %d groups", len(gs))

@@ -370,3 +370,22 @@ func NMSE(ref, got []float32) float64 {
 	}
 	return num / den
 }
+
+// TimeEpochs trains a meta network on mats for st.Epochs epochs (each with
+// its full-pass measurement, as Compress does) and returns the time taken,
+// without the final rounding and reconstruction: the figure benchmarks report
+// as "one training epoch".
+func TimeEpochs(k bindings.Kernels, mats []Matrix, st Settings) (time.Duration, error) {
+	if err := st.Validate(); err != nil {
+		return 0, err
+	}
+	shape := metanet.Shape{E: (mats[0].Cols + st.Dim - 1) / st.Dim, Dim: st.Dim, Latent: st.latent(), Hidden: st.Hidden, K: st.K}
+	data, _, err := subVectors(mats, shape)
+	if err != nil {
+		return 0, err
+	}
+	t := &trainer{k: k, st: st, shape: shape, x: data, rows: len(data) / (shape.E * shape.Dim), cols: mats[0].Cols}
+	start := time.Now()
+	err = t.run(st.Seed, nameStream(mats), nil)
+	return time.Since(start), err
+}

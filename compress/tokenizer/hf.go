@@ -405,12 +405,13 @@ func (t *HF) parsePreTokenizer(raw json.RawMessage) error {
 		if err := json.Unmarshal(c["pretokenizers"], &subs); err != nil {
 			return fmt.Errorf("Sequence without a pretokenizers list")
 		}
-		if len(subs) > 1 {
-			return fmt.Errorf("a Sequence of %d pre-tokenizers is not supported (only one Metaspace)", len(subs))
-		}
 		for _, s := range subs {
+			had := t.meta != nil
 			if err := t.parsePreTokenizer(s); err != nil {
 				return err
+			}
+			if had {
+				return fmt.Errorf("a Sequence of several Metaspace pre-tokenizers is not supported")
 			}
 		}
 	case "Metaspace":

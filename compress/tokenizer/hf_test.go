@@ -260,7 +260,10 @@ func TestHFRefusals(t *testing.T) {
 		"regex replace": {func(f, _ obj) {
 			f["normalizer"] = obj{"type": "Replace", "pattern": obj{"Regex": " +"}, "content": " "}
 		}, "Regex"},
-		"split pre":        {func(f, _ obj) { f["pre_tokenizer"] = obj{"type": "Split", "pattern": obj{"Regex": "x"}} }, `"Split"`},
+		"split pre": {func(f, _ obj) { f["pre_tokenizer"] = obj{"type": "Split", "pattern": obj{"Regex": "x"}} }, `"Split"`},
+		"llama3 pre": {func(f, _ obj) {
+			f["pre_tokenizer"] = obj{"type": "Sequence", "pretokenizers": []obj{{"type": "Split", "pattern": obj{"Regex": "x"}}, {"type": "ByteLevel"}}}
+		}, `"Split"`},
 		"dropout":          {func(_, m obj) { m["dropout"] = 0.1 }, "dropout"},
 		"subword prefix":   {func(_, m obj) { m["continuing_subword_prefix"] = "##" }, "continuing_subword_prefix"},
 		"merge not in voc": {func(_, m obj) { m["merges"] = []string{"a c"} }, "merges"},

@@ -39,8 +39,9 @@ type Tokenizer interface {
 	// Decode returns the bytes token tok stands for when it follows token
 	// prev (pass -1 when there is none): a byte-fallback token gives its raw
 	// byte, and the leading space of a token right after BOS is dropped, as
-	// llama2.c's run.c and SentencePiece do. The result of one call may be
-	// an incomplete UTF-8 sequence; concatenated results are the text.
+	// llama2.c's run.c and SentencePiece do (for a tokenizer.json, when its
+	// decoder strips it). The result of one call may be an incomplete UTF-8
+	// sequence; concatenated results are the text.
 	Decode(prev, tok int) string
 	// DecodeAll decodes a whole sequence; BOS and EOS contribute no text.
 	DecodeAll(ids []int) string

@@ -116,35 +116,41 @@ PLLM_INLINE float vhsum(V a) { return a; }
 #endif
 
 #if VW > 1
-/* e^x for x in [-87, 88] (inputs are clamped there), Cephes expf polynomial,
- * within 2 ulp. */
-PLLM_INLINE V vexp(V x) {
-    x = vmin(vmax(x, vset1(-87.0f)), vset1(88.0f));
-    V n = vround(vmul(x, vset1(1.44269504088896341f)));
-    V r = vfnma(n, vset1(0.693359375f), x);
-    r = vfnma(n, vset1(-2.12194440e-4f), r);
-    V p = vset1(1.9875691500e-4f);
-    p = vfma(p, r, vset1(1.3981999507e-3f));
-    p = vfma(p, r, vset1(8.3334519073e-3f));
-    p = vfma(p, r, vset1(4.1665795894e-2f));
-    p = vfma(p, r, vset1(1.6666665459e-1f));
-    p = vfma(p, r, vset1(5.0000001201e-1f));
-    p = vfma(p, vmul(r, r), r);
-    p = vadd(p, vset1(1.0f));
-    return vscale2(p, n);
+/* gelu(a) = 0.5 a (1 + tanh u) = a / (1 + 2^y), u = K0 (a + K1 a^3),
+ * y = -2 u log2(e). 2^y = 2^n 2^f with n = round(y), f in [-1/2, 1/2] and
+ * 2^f from a degree-5 polynomial (Chebyshev fit, 1e-7 relative); y is
+ * clamped above so 1 + 2^y stays finite (gelu is then -0 anyway). The
+ * reciprocal is rcp14 and one Newton step. About 3 ulp from the libm form. */
+#define GELU_Y0 (-2.0f * 1.4426950408889634f * GELU_K0)
+#define GELU_Y1 (-2.0f * 1.4426950408889634f * GELU_K0 * GELU_K1)
+PLLM_INLINE V vexp2_gelu(V a) { /* 1 + 2^y */
+    V y = vmul(a, vfma(vmul(a, a), vset1(GELU_Y1), vset1(GELU_Y0)));
+    y = vmin(y, vset1(125.0f));
+    V n = vround(y);
+    V f = vsub(y, n);
+    V p = vset1(1.339086336e-03f);
+    p = vfma(p, f, vset1(9.676031918e-03f));
+    p = vfma(p, f, vset1(5.550357114e-02f));
+    p = vfma(p, f, vset1(2.402210749e-01f));
+    p = vfma(p, f, vset1(6.931471880e-01f));
+    p = vfma(p, f, vset1(1.000000075e+00f));
+    return vadd(vset1(1.0f), vscale2(p, n));
 }
-
-/* s = sigmoid(2u) with u = K0 (a + K1 a^3), so that gelu(a) = a*s, since
- * 0.5 (1 + tanh u) = 1 / (1 + e^(-2u)). */
-PLLM_INLINE V vgelu_s(V a) {
-    V a2 = vmul(a, a);
-    V m2u = vmul(a, vfma(a2, vset1(-2.0f * GELU_K0 * GELU_K1), vset1(-2.0f * GELU_K0)));
-    return vrcp(vadd(vset1(1.0f), vexp(m2u)));
+PLLM_INLINE V vgelu(V a) {
+    V d = vexp2_gelu(a);
+#if defined(PLLM_ISA_AVX512)
+    V r = _mm512_rcp14_ps(d);
+    V e = vfnma(d, r, vset1(1.0f));
+    V t = vmul(a, r);
+    return vfma(t, e, t); /* a r (2 - d r) */
+#else
+    return vmul(a, vrcp(d));
+#endif
 }
-PLLM_INLINE V vgelu(V a) { return vmul(a, vgelu_s(a)); }
-/* gelu and gelu': d/da [a s(2u)] = s + a s (1-s) 2 u'(a), u' = K0 (1 + 3 K1 a^2). */
+/* gelu and gelu': with s = 1 / (1 + 2^y), d/da [a s] = s + a s (1-s) 2 u'(a),
+ * u' = K0 (1 + 3 K1 a^2). */
 PLLM_INLINE V vgelu_grad(V a, V *ga) {
-    V s = vgelu_s(a);
+    V s = vrcp(vexp2_gelu(a));
     V a2 = vmul(a, a);
     V du2 = vfma(a2, vset1(6.0f * GELU_K0 * GELU_K1), vset1(2.0f * GELU_K0));
     V ss = vfnma(s, s, s); /* s - s^2 */

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"pocketllm-native/bindings"
+	"pocketllm-native/compress/pocketllm"
+)
+
+func backendsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backends",
+		Usage: "show which kernel backends load here, from where, and why any is refused",
+		Action: func(c *cli.Context) error {
+			fmt.Fprint(c.App.Writer, bindings.Probe().String())
+			return nil
+		},
+	}
+}
+
+// benchRow is one line of `bench --json`.
+type benchRow struct {
+	Kernel      string  `json:"kernel"`
+	Backend     string  `json:"backend"`
+	Shape       string  `json:"shape"`
+	Seconds     float64 `json:"seconds"`
+	GFLOPS      float64 `json:"gflops,omitempty"`
+	ItemsPerSec float64 `json:"items_per_s"`
+	VsNaive     float64 `json:"vs_naive,omitempty"`
+}
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure the kernels and one training epoch on every available backend, side by side",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "backends", Value: "all", Usage: "comma-separated backends to measure (go, cpu, cuda), or all that load"},
+			&cli.BoolFlag{Name: "short", Usage: "only the smaller sizes"},
+			&cli.DurationFlag{Name: "min-time", Value: time.Second, Usage: "run each measurement at least this long"},
+			&cli.IntFlag{Name: "epoch-rows", Value: 4096, Usage: "rows of the matrix for the training-epoch measurement (0: skip it)"},
+			&cli.IntFlag{Name: "epoch-cols", Value: 4096, Usage: "columns of that matrix"},
+			&cli.IntFlag{Name: "epoch-k", Value: 4096, Usage: "codebook size for the training epoch (d = 8)"},
+			jsonFlag,
+		},
+		Action: runBench,
+	}
+}
+
+func benchKernels(list string) ([]bindings.Kernels, error) {
+	var names []string
+	if list == "all" {
+		for _, cand := range bindings.Probe().Candidates {
+			if cand.Refused == "" {
+				names = append(names, cand.Backend)
+			}
+		}
+	} else {
+		names = strings.Split(list, ",")
+	}
+	var ks []bindings.Kernels
+	for _, n := range names {
+		k, _, err := bindings.Select(strings.TrimSpace(n))
+		if err != nil {
+			return nil, err
+		}
+		ks = append(ks, k)
+	}
+	return ks, nil
+}
+
+func runBench(c *cli.Context) error {
+	ks, err := benchKernels(c.String("backends"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, k := range ks {
+			bindings.Close(k)
+		}
+	}()
+	rows, err := bindings.RunBench(ks, bindings.BenchLadder(c.Bool("short")), c.Duration("min-time"), true)
+	if err != nil {
+		return err
+	}
+	out := make([]benchRow, 0, len(rows)+len(ks))
+	for _, r := range rows {
+		out = append(out, benchRow{Kernel: r.Kernel, Backend: r.Backend, Shape: r.Shape, Seconds: r.Seconds,
+			GFLOPS: r.GFLOPS, ItemsPerSec: r.ItemsPerSec, VsNaive: r.VsNaive})
+	}
+	if er, ec := c.Int("epoch-rows"), c.Int("epoch-cols"); er > 0 && ec > 0 {
+		m := benchMatrix(er, ec)
+		st := pocketllm.DefaultSettings(8, c.Int("epoch-k"))
+		st.Epochs = 1
+		for _, k := range ks {
+			d, err := pocketllm.TimeEpochs(k, []pocketllm.Matrix{m}, st)
+			if err != nil {
+				return err
+			}
+			n := float64(er * ((ec + 7) / 8))
+			out = append(out, benchRow{Kernel: "epoch", Backend: k.Name(), Shape: fmt.Sprintf("%dx%d_d8_K%d", er, ec, st.K),
+				Seconds: d.Seconds(), ItemsPerSec: n / d.Seconds()})
+		}
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, out)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "kernel\tbackend\tshape\tseconds/call\tGFLOP/s\titems/s\tvs naive\t")
+	for _, r := range out {
+		g, v := "-", "-"
+		if r.GFLOPS > 0 {
+			g = fmt.Sprintf("%.2f", r.GFLOPS)
+		}
+		if r.VsNaive > 0 {
+			v = fmt.Sprintf("%.1fx", r.VsNaive)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%s\t%.4g\t%s\t\n", r.Kernel, r.Backend, r.Shape, r.Seconds, g, r.ItemsPerSec, v)
+	}
+	return tw.Flush()
+}
+
+// benchMatrix is a seeded random matrix with a transformer layer's scale.
+func benchMatrix(rows, cols int) pocketllm.Matrix {
+	rng := rand.New(rand.NewPCG(uint64(rows), uint64(cols)))
+	m := pocketllm.Matrix{Name: "bench", Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
+	for i := range m.Data {
+		m.Data[i] = float32(0.02 * rng.NormFloat64())
+	}
+	return m
+}
