@@ -415,8 +415,8 @@ func (k *nativeKernels) Decode(dec Decoder, c []float32, idx []int32, rows int, 
 		return fmt.Errorf("bindings: %s: codebook of %d values is not whole codewords of %d", kn, len(c), dec.Latent)
 	}
 	kk := len(c) / dec.Latent
-	np, ok := sizeOf(dec.E, dec.Latent)
-	if !ok || np > math.MaxInt32 {
+	width, ok := sizeOf(dec.E, dec.Latent)
+	if !ok || width > math.MaxInt32 {
 		return fmt.Errorf("bindings: %s: row width E*latent = %d*%d too large", kn, dec.E, dec.Latent)
 	}
 	if err := checkBufs(kn, f32("decoder parameters", dec.P, DecoderParams(dec.E, dec.Dim, dec.Latent, dec.Hidden)),

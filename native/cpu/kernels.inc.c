@@ -81,7 +81,7 @@ static inline float sqdist(const float *z, const float *c, int dz) {
 static inline size_t as_chunk_floats(int dz) { return (size_t)(1 + dz) * AS_CW; }
 
 static void as_prepare(const float *c, int64_t k, int dz, int64_t nchunk, float *cb, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (nchunk > 16)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nchunk * dz > 8192)
     for (int64_t g = 0; g < nchunk; g++) {
         float *blk = cb + g * as_chunk_floats(dz);
         for (int q = 0; q < AS_CW; q++) {
@@ -258,7 +258,7 @@ static int k_assign(pllm_ctx *ctx, const float *z, int64_t n, int dz, const floa
                     float *dist) {
     int nt = pllm_threads(ctx);
     int par = (double)n * (double)k * dz > 1e6;
-#pragma omp parallel for num_threads(nt) schedule(static) if (par)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64) if (par)
     for (int64_t i = 0; i < n; i++) {
         const float *zi = z + i * dz;
         float best = INFINITY;
@@ -321,11 +321,15 @@ static int k_mlp_forward(pllm_ctx *ctx, int in, int hid, int out, const float *p
     for (int o = 0; o < out; o++)
         for (int u = 0; u < hid; u++) w2t[(size_t)u * m.op + o] = m.w2[(size_t)o * hid + u];
     memcpy(b2, m.b2, out * sizeof(float));
-    int par = rows * (int64_t)hid * (in + out) > 100000;
+    /* Parallel only above ~0.1 ms of work: a fork/join costs microseconds on
+     * idle cores and much more on busy ones. Dynamic schedules everywhere
+     * (results never depend on them) let a thread that got its core take
+     * the work of one that did not. */
+    int par = rows * (int64_t)hid * (in + out) > 1000000;
 #pragma omp parallel num_threads(nt) if (par)
     {
         float *a = (float *)(base + fixed + per * thread_id());
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 256)
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = x + r * in;
             float *prer = pre + r * hid;
@@ -349,7 +353,7 @@ static int k_mlp_forward(pllm_ctx *ctx, int in, int hid, int out, const float *p
 /* Adds the wave's partials (nb of them, each n floats, in block order) to g;
  * each element sees them in the same order on any thread count. */
 static void add_partials(float *g, const float *part, int nb, int64_t n, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (n * nb > 65536)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (n * nb > 65536)
     for (int64_t j0 = 0; j0 < n; j0 += 1024) {
         int64_t j1 = min64(n, j0 + 1024);
         for (int b = 0; b < nb; b++) {
@@ -383,13 +387,13 @@ static int k_mlp_backward(pllm_ctx *ctx, int in, int hid, int out, const float *
     float *part = (float *)(base + fixed + per * nt);
     for (int64_t b0 = 0; b0 < nblk; b0 += wave) {
         int nb = (int)min64(wave, nblk - b0);
-        int par = nb > 1;
+        int par = nb > 1 && rows * (int64_t)hid * (in + out) > 500000;
 #pragma omp parallel num_threads(nt) if (par)
         {
             float *acc = (float *)(base + fixed + per * thread_id());
             float *gw1t = acc, *gb1 = gw1t + (size_t)in * m.hp, *gw2 = gb1 + m.hp, *gb2 = gw2 + (size_t)out * m.hp;
             float *dp = (float *)((char *)acc + carve_size(acc_n));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
             for (int bi = 0; bi < nb; bi++) {
                 int64_t r0 = (b0 + bi) * RB, r1 = min64(rows, r0 + RB);
                 memset(acc, 0, acc_n * sizeof(float));
@@ -492,8 +496,8 @@ static int k_rln_forward(pllm_ctx *ctx, int W, const float *p, const float *x, i
                          float *rstd) {
     const float *gam = p, *bet = p + W;
     int nt = pllm_threads(ctx);
-    int par = groups * (int64_t)W > 32768;
-#pragma omp parallel for num_threads(nt) schedule(static) if (par)
+    int par = groups * (int64_t)W > (1 << 19);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64) if (par)
     for (int64_t r = 0; r < groups; r++) {
         const float *xr = x + r * W;
         float *yr = y + r * W;
@@ -521,9 +525,9 @@ static int k_rln_backward(pllm_ctx *ctx, int W, const float *p, float *g, const 
     if (!part) return PLLM_ERR_NO_MEMORY;
     const int WC = 512; /* width chunk of a partial task */
     int nwc = (W + WC - 1) / WC;
-    int par = groups * (int64_t)W > 32768;
+    int par = groups * (int64_t)W > (1 << 18);
     /* dx, one group at a time */
-#pragma omp parallel for num_threads(nt) schedule(static) if (par)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64) if (par)
     for (int64_t r = 0; r < groups; r++) {
         const float *xr = x + r * W, *dyr = dy + r * W;
         float *dxr = dx + r * W;
@@ -550,7 +554,7 @@ static int k_rln_backward(pllm_ctx *ctx, int W, const float *p, float *g, const 
     for (int64_t b0 = 0; b0 < nblk; b0 += wave) {
         int nb = (int)min64(wave, nblk - b0);
         int ntask = nb * nwc;
-#pragma omp parallel for num_threads(nt) schedule(static) if (par && ntask > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (par && ntask > 1)
         for (int task = 0; task < ntask; task++) {
             int bi = task / nwc, w0 = (task % nwc) * WC, w1 = imin(W, w0 + WC);
             float *pg = part + (size_t)bi * 2 * W, *pb = pg + W;
@@ -586,7 +590,7 @@ static int k_adam(pllm_ctx *ctx, float *p, const float *g, float *m, float *v, i
     int64_t nch = (n + CH - 1) / CH;
     const V B1 = vset1(b1), B2 = vset1(b2), C1 = vset1(1.0f - b1), C2 = vset1(1.0f - b2);
     const V LR = vset1(lr), BC1 = vset1(bc1), BC2 = vset1(bc2), EPS = vset1(eps);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nch > 4)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (nch > 16)
     for (int64_t ch = 0; ch < nch; ch++) {
         int64_t i1 = min64(n, (ch + 1) * CH);
         for (int64_t i = ch * CH; i < i1; i += VW) {
@@ -759,7 +763,7 @@ static int k_decode(pllm_ctx *ctx, int e, int dim, int lat, int hid, const float
         char *mine = base + fixed + per * thread_id();
         float *ws = (float *)mine;
         V *abuf = (V *)(mine + carve_size(2 * gsz + 3 * (size_t)pl.Sp + (size_t)dim * VW));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
         for (int64_t b = 0; b < nblk; b++) {
             int64_t r0 = b * R;
             int nr = (int)min64(R, rows - r0);

@@ -119,13 +119,17 @@ PLLM_INLINE float vhsum(V a) { return a; }
 /* gelu(a) = 0.5 a (1 + tanh u) = a / (1 + 2^y), u = K0 (a + K1 a^3),
  * y = -2 u log2(e). 2^y = 2^n 2^f with n = round(y), f in [-1/2, 1/2] and
  * 2^f from a degree-5 polynomial (Chebyshev fit, 1e-7 relative); y is
- * clamped above so 1 + 2^y stays finite (gelu is then -0 anyway). The
+ * clamped to 125 so 1 + 2^y stays finite (gelu is then -0 anyway). The
  * reciprocal is rcp14 and one Newton step. About 3 ulp from the libm form. */
 #define GELU_Y0 (-2.0f * 1.4426950408889634f * GELU_K0)
 #define GELU_Y1 (-2.0f * 1.4426950408889634f * GELU_K0 * GELU_K1)
 PLLM_INLINE V vexp2_gelu(V a) { /* 1 + 2^y */
     V y = vmul(a, vfma(vmul(a, a), vset1(GELU_Y1), vset1(GELU_Y0)));
-    y = vmin(y, vset1(125.0f));
+#if defined(PLLM_ISA_AVX512)
+    y = vmin(y, vset1(125.0f)); /* scalef itself handles n below -126 */
+#else
+    y = vmax(vmin(y, vset1(125.0f)), vset1(-125.0f)); /* vscale2 builds 2^n from exponent bits */
+#endif
     V n = vround(y);
     V f = vsub(y, n);
     V p = vset1(1.339086336e-03f);
@@ -151,10 +155,11 @@ PLLM_INLINE V vgelu(V a) {
  * u' = K0 (1 + 3 K1 a^2). */
 PLLM_INLINE V vgelu_grad(V a, V *ga) {
     V s = vrcp(vexp2_gelu(a));
-    V a2 = vmul(a, a);
-    V du2 = vfma(a2, vset1(6.0f * GELU_K0 * GELU_K1), vset1(2.0f * GELU_K0));
+    /* past |a| = 10, s(1-s) is 0 in float32; clamping keeps a^2 finite */
+    V ac = vmax(vmin(a, vset1(10.0f)), vset1(-10.0f));
+    V du2 = vfma(vmul(ac, ac), vset1(6.0f * GELU_K0 * GELU_K1), vset1(2.0f * GELU_K0));
     V ss = vfnma(s, s, s); /* s - s^2 */
-    *ga = vfma(vmul(a, ss), du2, s);
+    *ga = vfma(vmul(ac, ss), du2, s);
     return vmul(a, s);
 }
 #else
@@ -163,7 +168,8 @@ PLLM_INLINE V vgelu(V a) {
 }
 PLLM_INLINE V vgelu_grad(V a, V *ga) {
     float t = tanhf(GELU_K0 * (a + GELU_K1 * a * a * a));
-    *ga = 0.5f * (1.0f + t) + 0.5f * a * (1.0f - t * t) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * a * a);
+    float ac = a > 10.0f ? 10.0f : a < -10.0f ? -10.0f : a; /* 1-t^2 is 0 there; keeps a^2 finite */
+    *ga = 0.5f * (1.0f + t) + 0.5f * ac * (1.0f - t * t) * GELU_K0 * (1.0f + 3.0f * GELU_K1 * ac * ac);
     return 0.5f * a * (1.0f + t);
 }
 #endif

@@ -436,7 +436,39 @@ static void test_mlp_case(int in, int hid, int out, int64_t rows) {
     gfree(g2);
 }
 
+/* gelu and gelu' alone, through a 1x1x1 MLP with unit weights, over the
+ * whole range including both tails and huge inputs. */
+static void test_gelu(void) {
+    const int64_t n = 4001 + 8;
+    float p[4] = {1, 0, 1, 0}, g[4] = {0, 0, 0, 0};
+    float *x = GF(n), *pre = GF(n), *y = GF(n), *dy = GF(n), *dx = GF(n);
+    for (int64_t i = 0; i < 4001; i++) x[i] = -20.0f + 40.0f * (float)i / 4000.0f;
+    const float big[8] = {-1e30f, -1e4f, -100.0f, -9.5f, 9.5f, 100.0f, 1e4f, 1e30f};
+    memcpy(x + 4001, big, sizeof big);
+    for (int64_t i = 0; i < n; i++) dy[i] = 1.0f;
+    OKCALL(pllm_mlp_forward(ctx, 1, 1, 1, p, x, n, pre, y));
+    OKCALL(pllm_mlp_backward(ctx, 1, 1, 1, p, g, x, pre, dy, n, dx));
+    int64_t bad = 0, badg = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double a = x[i], want = ref_gelu(a), wantg = ref_gelu_grad(a);
+        if (!(fabs(y[i] - want) <= 5e-7 * fabs(a) + 1e-30)) {
+            if (bad++ < 3) fprintf(stderr, "  gelu(%g) = %.9g, want %.9g\n", a, y[i], want);
+        }
+        if (!(fabs(dx[i] - wantg) <= 2e-6 * (1 + fabs(a)))) {
+            if (badg++ < 3) fprintf(stderr, "  gelu'(%g) = %.9g, want %.9g\n", a, dx[i], wantg);
+        }
+    }
+    CHECK(bad == 0, "gelu: %lld of %lld values off", (long long)bad, (long long)n);
+    CHECK(badg == 0, "gelu': %lld of %lld values off", (long long)badg, (long long)n);
+    gfree(x);
+    gfree(pre);
+    gfree(y);
+    gfree(dy);
+    gfree(dx);
+}
+
 static void test_mlp(void) {
+    test_gelu();
     test_mlp_case(8, 16, 8, 1000);  /* the default shape, rows not a multiple of 256 */
     test_mlp_case(8, 16, 8, 256);
     test_mlp_case(8, 16, 4, 3);
@@ -775,7 +807,7 @@ static uint64_t workload_digest(void) {
     uint64_t h = 0xCBF29CE484222325ull;
     rng_state = 12345;
     const int in = 8, hid = 16, out = 8;
-    const int64_t rows = 3000, np = PLLM_MLP_PARAMS(in, hid, out);
+    const int64_t rows = 40000, np = PLLM_MLP_PARAMS(in, hid, out); /* large enough for every kernel to go parallel */
     float *p = GF(np), *x = GF(rows * in), *pre = GF(rows * hid), *y = GF(rows * out), *dx = GF(rows * in),
           *g = GF(np);
     fill_normal(p, np, 0.5f);

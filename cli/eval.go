@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"pocketllm-native/compress/eval"
+	"pocketllm-native/compress/llama"
+	"pocketllm-native/compress/pipeline"
+	"pocketllm-native/compress/tokenizer"
+)
+
+// evalResult is `eval --json`: the comparison plus what the .pllm file states.
+type evalResult struct {
+	eval.Comparison
+	Model         string                  `json:"model"`
+	Compressed    string                  `json:"compressed"`
+	Text          string                  `json:"text"`
+	BitsPerWeight float64                 `json:"bits_per_weight,omitempty"`
+	FileBytes     int64                   `json:"file_bytes,omitempty"`
+	Tensors       []pipeline.TensorReport `json:"tensors,omitempty"`
+}
+
+func evalCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "eval",
+		Usage:     "score an original and a compressed model on a text: perplexity, KL divergence, top-1 agreement",
+		UsageText: "pocketllm-native eval --model ORIGINAL --compressed FILE.pllm|CHECKPOINT --tokenizer PATH --text FILE [--json]",
+		Description: "Each line of --text is one sequence, encoded with BOS and no EOS; every token after BOS is\n" +
+			"scored once, in windows of the model's context that overlap by one token.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "model", Required: true, Usage: "the original checkpoint"},
+			&cli.StringFlag{Name: "compressed", Required: true, Usage: "a .pllm file, or a reconstructed checkpoint"},
+			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, or a tokenizer.json (or a folder holding one)"},
+			&cli.StringFlag{Name: "text", Required: true, Usage: "the evaluation text, one sequence per line"},
+			backendFlag,
+			jsonFlag,
+		},
+		Action: runEval,
+	}
+}
+
+func runEval(c *cli.Context) error {
+	tok, err := tokenizer.Load(c.String("tokenizer"))
+	if err != nil {
+		return err
+	}
+	lines, err := eval.ReadLines(c.String("text"))
+	if err != nil {
+		return err
+	}
+	orig, err := llama.Open(c.String("model"))
+	if err != nil {
+		return err
+	}
+	res := evalResult{Model: c.String("model"), Compressed: c.String("compressed"), Text: c.String("text")}
+	var comp *llama.Model
+	if path := c.String("compressed"); strings.HasSuffix(path, ".pllm") {
+		k, err := kernels(c)
+		if err != nil {
+			return err
+		}
+		cfg, tensors, err := pipeline.LoadModel(path, k)
+		if err != nil {
+			return err
+		}
+		if comp, err = llama.FromTensors(cfg, tensors); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		rep, err := pipeline.Inspect(path)
+		if err != nil {
+			return err
+		}
+		res.BitsPerWeight, res.FileBytes = rep.BitsPerWeight, rep.FileBytes
+		for _, t := range rep.Tensors {
+			if t.NMSE != nil {
+				res.Tensors = append(res.Tensors, t)
+			}
+		}
+	} else if comp, err = llama.Open(path); err != nil {
+		return err
+	}
+	opt := eval.Options{}
+	if !c.Bool("json") && isTerminal(os.Stderr) {
+		opt.Progress = func(done, total int) { fmt.Fprintf(c.App.ErrWriter, "\r\033[Kscoring %d/%d sequences", done, total) }
+	}
+	cmp, err := eval.Compare(orig, comp, tok, lines, opt)
+	if opt.Progress != nil {
+		fmt.Fprint(c.App.ErrWriter, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	res.Comparison = cmp
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "text %s: %d sequences, %d scored tokens\n", res.Text, cmp.Sequences, cmp.Tokens)
+	fmt.Fprintf(w, "original:   NLL %.4f nats/token, perplexity %.4f\n", cmp.NLLOriginal, cmp.PPLOriginal)
+	fmt.Fprintf(w, "compressed: NLL %.4f nats/token, perplexity %.4f\n", cmp.NLLCompressed, cmp.PPLCompressed)
+	fmt.Fprintf(w, "KL(original || compressed): mean %.4f, max %.4f nats/token; top-1 agreement %.2f%%\n", cmp.KLMean, cmp.KLMax, 100*cmp.Top1Agreement)
+	if res.BitsPerWeight > 0 {
+		fmt.Fprintf(w, "compressed tensors: %.3f bits per weight (file %d bytes)\n", res.BitsPerWeight, res.FileBytes)
+		for _, t := range res.Tensors {
+			fmt.Fprintf(w, "  %-44s NMSE %.5f\n", t.Name, *t.NMSE)
+		}
+	}
+	return nil
+}
+
+func generateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "generate",
+		Usage:     "continue a prompt with a model (original checkpoint or .pllm), for a quick look",
+		UsageText: "pocketllm-native generate --model PATH --tokenizer PATH [--prompt TEXT] [--steps N] [--temperature T] [--seed S]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "model", Required: true, Usage: "a checkpoint or a .pllm file"},
+			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin or a tokenizer.json"},
+			&cli.StringFlag{Name: "prompt", Usage: "text to continue (empty: start from BOS)"},
+			&cli.IntFlag{Name: "steps", Value: 256, Usage: "new tokens to generate at most"},
+			&cli.Float64Flag{Name: "temperature", Value: 0, Usage: "0: greedy; otherwise sample"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "sampling seed"},
+			backendFlag,
+		},
+		Action: func(c *cli.Context) error {
+			tok, err := tokenizer.Load(c.String("tokenizer"))
+			if err != nil {
+				return err
+			}
+			var m *llama.Model
+			if path := c.String("model"); strings.HasSuffix(path, ".pllm") {
+				k, err := kernels(c)
+				if err != nil {
+					return err
+				}
+				cfg, tensors, err := pipeline.LoadModel(path, k)
+				if err != nil {
+					return err
+				}
+				if m, err = llama.FromTensors(cfg, tensors); err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
+			} else if m, err = llama.Open(path); err != nil {
+				return err
+			}
+			_, err = eval.GenerateStream(m, tok, c.String("prompt"), c.Int("steps"), c.Float64("temperature"), c.Uint64("seed"),
+				func(piece string) error { _, err := fmt.Fprint(c.App.Writer, piece); return err })
+			fmt.Fprintln(c.App.Writer)
+			return err
+		},
+	}
+}
