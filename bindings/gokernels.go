@@ -130,13 +130,16 @@ func (goKernels) CodebookStats(z []float32, n, dz int, idx []int32, k int, sums 
 	if len(idx) < n || len(sums) < k*dz || len(counts) < k {
 		return fmt.Errorf("bindings: codebook stats: buffers too short for n=%d k=%d dz=%d", n, k, dz)
 	}
+	// Check every index first: a failed call leaves its outputs untouched.
+	for i, j := range idx[:n] {
+		if j < 0 || int(j) >= k {
+			return fmt.Errorf("bindings: codebook stats: index %d of latent %d is outside [0,%d)", j, i, k)
+		}
+	}
 	clear(sums[:k*dz])
 	clear(counts[:k])
 	for i := 0; i < n; i++ {
 		j := int(idx[i])
-		if j < 0 || j >= k {
-			return fmt.Errorf("bindings: codebook stats: index %d of latent %d is outside [0,%d)", j, i, k)
-		}
 		counts[j]++
 		s := sums[j*dz : (j+1)*dz]
 		for t, v := range z[i*dz : (i+1)*dz] {
