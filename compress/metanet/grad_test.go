@@ -58,7 +58,14 @@ func TestDecoderGradientMatchesFiniteDifferences(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	p := Init(s, rng)
 	randomize(p[s.EncoderParams():s.EncoderParams()+s.DecoderParams()], rng, 0.5)
-	rows, realInRow := 4, s.E*s.Dim-3
+	rows := 4
+	// Padding (weight 0) in each row's last three values, uneven weights elsewhere.
+	wts := make([]float32, rows*s.E*s.Dim)
+	for i := range wts {
+		if i%(s.E*s.Dim) < s.E*s.Dim-3 {
+			wts[i] = float32(0.5 + rng.Float64())
+		}
+	}
 	w := NewWorkspace(s, rows)
 	x := make([]float32, rows*s.E*s.Dim)
 	randomize(x, rng, 1)
@@ -68,7 +75,7 @@ func TestDecoderGradientMatchesFiniteDifferences(t *testing.T) {
 	loss := func() float64 {
 		copy(w.y0, y0)
 		g := make([]float32, s.NumParams())
-		l, err := w.decodeLoss(k, s.ViewsOf(p), s.ViewsOf(g), x, rows, realInRow)
+		l, err := w.decodeLoss(k, s.ViewsOf(p), s.ViewsOf(g), x, wts, rows)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +83,7 @@ func TestDecoderGradientMatchesFiniteDifferences(t *testing.T) {
 	}
 	grad := make([]float32, s.NumParams())
 	copy(w.y0, y0)
-	if _, err := w.decodeLoss(k, s.ViewsOf(p), s.ViewsOf(grad), x, rows, realInRow); err != nil {
+	if _, err := w.decodeLoss(k, s.ViewsOf(p), s.ViewsOf(grad), x, wts, rows); err != nil {
 		t.Fatal(err)
 	}
 	dy0 := append([]float32(nil), w.g0[:len(y0)]...)
@@ -131,7 +138,11 @@ func TestCodebookGradientMatchesFiniteDifferences(t *testing.T) {
 	randomize(x, rng, 1)
 	lambda := 0.4
 	grad := make([]float32, s.NumParams())
-	if _, err := w.Step(k, s.ViewsOf(p), s.ViewsOf(grad), x, rows, s.E*s.Dim, Loss{Lambda: lambda}); err != nil {
+	ones := make([]float32, len(x))
+	for i := range ones {
+		ones[i] = 1
+	}
+	if _, err := w.Step(k, s.ViewsOf(p), s.ViewsOf(grad), x, ones, rows, Loss{Lambda: lambda}); err != nil {
 		t.Fatal(err)
 	}
 	idx := append([]int32(nil), w.Indices(rows)...)

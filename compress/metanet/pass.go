@@ -93,11 +93,13 @@ type BatchLoss struct {
 //	MSE(x_hat, x) over real elements + Lambda*MSE(C[idx], sg(z)) + Beta*MSE(z, sg(C[idx]))
 //
 // into grad (a vector shaped like the parameters, not cleared here). x is
-// [rows*E, Dim] with zeros in padded positions; realInRow is the number of
-// real (unpadded) values of a row, so the padded tail of each row's last
-// sub-vector is masked out. The straight-through estimator hands the gradient
+// [rows*E, Dim] with zeros in padded positions; wts has x's shape and weighs
+// each element's squared error (the reconstruction term is
+// sum wts*(x_hat-x)^2 / sum wts): 1 for every real weight and 0 for padding
+// gives the plain masked MSE, per-column importances give the
+// calibration-aware loss. The straight-through estimator hands the gradient
 // at C[idx] to z unchanged.
-func (w *Workspace) Step(k bindings.Kernels, v, grad Views, x []float32, rows, realInRow int, loss Loss) (BatchLoss, error) {
+func (w *Workspace) Step(k bindings.Kernels, v, grad Views, x, wts []float32, rows int, loss Loss) (BatchLoss, error) {
 	s := w.s
 	b := rows * s.E
 	lat := s.Latent
@@ -109,7 +111,7 @@ func (w *Workspace) Step(k bindings.Kernels, v, grad Views, x []float32, rows, r
 		return BatchLoss{}, err
 	}
 	gather(w.y0[:b*lat], v.Codebook, w.idx[:b], lat)
-	recon, err := w.decodeLoss(k, v, grad, x, rows, realInRow)
+	recon, err := w.decodeLoss(k, v, grad, x, wts, rows)
 	if err != nil {
 		return BatchLoss{}, err
 	}
@@ -150,10 +152,10 @@ func (w *Workspace) Step(k bindings.Kernels, v, grad Views, x []float32, rows, r
 	return out, w.encoderBackward(k, v, grad, x, rows, w.g0)
 }
 
-// decodeLoss runs the decoder from the codewords in w.y0, measures the masked
-// reconstruction MSE against x, accumulates the decoder's gradient into grad
-// and leaves dL/dy0 in w.g0.
-func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x []float32, rows, realInRow int) (float64, error) {
+// decodeLoss runs the decoder from the codewords in w.y0, measures the
+// weighted reconstruction MSE against x, accumulates the decoder's gradient
+// into grad and leaves dL/dy0 in w.g0.
+func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x, wts []float32, rows int) (float64, error) {
 	s := w.s
 	b := rows * s.E
 	lat := s.Latent
@@ -173,23 +175,16 @@ func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x []float32, r
 		return 0, err
 	}
 
-	nReal := rows * realInRow
-	var se float64
-	inv := 2 / float32(nReal)
-	rowLen := s.E * s.Dim
-	for r := 0; r < rows; r++ {
-		xr := x[r*rowLen : (r+1)*rowLen]
-		hr := w.xhat[r*rowLen : (r+1)*rowLen]
-		gr := w.dxhat[r*rowLen : (r+1)*rowLen]
-		for i := range gr {
-			if i >= realInRow {
-				gr[i] = 0
-				continue
-			}
-			e := hr[i] - xr[i]
-			se += float64(e) * float64(e)
-			gr[i] = inv * e
-		}
+	n := rows * s.E * s.Dim
+	var se, sw float64
+	for _, wt := range wts[:n] {
+		sw += float64(wt)
+	}
+	inv := float32(2 / sw)
+	for i, wt := range wts[:n] {
+		e := w.xhat[i] - x[i]
+		se += float64(wt) * float64(e) * float64(e)
+		w.dxhat[i] = inv * wt * e
 	}
 
 	// g3 is the gradient at y3, then g2 at sd, g1 at y1, g0 at y0.
@@ -203,7 +198,7 @@ func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x []float32, r
 		func() error { return k.RLNBackward(n1, gn1, w.y0, w.gtmp, rows, w.n1m, w.n1r, w.g0) },
 		func() error { addTo(w.g0[:b*lat], w.g1); return nil },
 	}
-	return se / float64(nReal), run(bwd)
+	return se / sw, run(bwd)
 }
 
 // encoderBackward accumulates the encoder's gradient into grad given dL/dz

@@ -166,8 +166,10 @@ type Options struct {
 // Choose picks the setting that spends the most bits on indices per weight
 // (log2 K / d, the quantity that sets a vector quantiser's resolution) while
 // the whole group, every stored byte included, stays within target bits per
-// weight. Ties go to the smaller codebook, the cheaper one to train. A
-// codebook is never larger than the number of sub-vectors it serves.
+// weight. At equal rate the longer sub-vector wins: a vector quantiser in
+// more dimensions packs its cells better and sees more of each row's
+// correlations. A codebook is never larger than the number of sub-vectors it
+// serves.
 func Choose(g Group, target float64, o Options) (Setting, float64, error) {
 	if !(target > 0) || math.IsInf(target, 0) {
 		return Setting{}, 0, fmt.Errorf("bits per weight target %v must be a positive number", target)
@@ -190,7 +192,7 @@ func Choose(g Group, target float64, o Options) (Setting, float64, error) {
 				continue
 			}
 			rate := float64(lk) / float64(d)
-			if rate > bestRate || (rate == bestRate && s.K < best.K) {
+			if rate > bestRate || (rate == bestRate && d > best.Dim) {
 				best, bestBits, bestRate = s, bits, rate
 			}
 		}

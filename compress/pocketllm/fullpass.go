@@ -50,8 +50,8 @@ func (f *fullPass) assign(v metanet.Views) error {
 	return f.t.k.Assign(f.z, len(f.idx), f.s.Latent, v.Codebook, f.s.K, f.idx, f.dist)
 }
 
-// run returns the reconstruction MSE over real elements of the scaled
-// weights, leaving the indices in f.idx.
+// run returns the loss-weighted reconstruction MSE over real elements of the
+// scaled weights, leaving the indices in f.idx.
 func (f *fullPass) run(v metanet.Views) (float64, error) {
 	if err := f.encode(v); err != nil {
 		return 0, err
@@ -63,16 +63,17 @@ func (f *fullPass) run(v metanet.Views) (float64, error) {
 		return 0, err
 	}
 	rowLen := f.s.E * f.s.Dim
-	var se float64
+	var se, sw float64
 	for r := 0; r < f.t.rows; r++ {
 		x := f.t.x[r*rowLen : r*rowLen+f.t.cols]
 		y := f.out[r*rowLen : r*rowLen+f.t.cols]
-		for i, a := range x {
-			d := float64(y[i]) - float64(a)
-			se += d * d
+		for i, wt := range f.t.rowWeights(r)[:f.t.cols] {
+			d := float64(y[i]) - float64(x[i])
+			se += float64(wt) * d * d
+			sw += float64(wt)
 		}
 	}
-	return se / float64(f.t.rows*f.t.cols), nil
+	return se / sw, nil
 }
 
 // kmeansRefresh is one exact Lloyd step on the latents: each codeword becomes
