@@ -5,15 +5,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"pocketllm-native/compress/calib"
+	"pocketllm-native/compress/eval"
+	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/pipeline"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/tokenizer"
 )
 
 func compressCommand() *cli.Command {
@@ -43,6 +48,9 @@ func compressCommand() *cli.Command {
 			&cli.IntFlag{Name: "hidden", Value: def.Hidden, Usage: "hidden width of the encoder and decoder MLPs"},
 			&cli.StringFlag{Name: "decoder-dtype", Value: "f16", Usage: "precision of the stored decoder MLPs: f16 or f32"},
 			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed; the same seed, input, settings and backend give the same bytes"},
+			&cli.StringFlag{Name: "calibration", Usage: "text to run the original model over: each weight's error is weighed by its input's mean square activation (needs --tokenizer; never the evaluation text)"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer for --calibration: a llama2.c tokenizer .bin or a tokenizer.json"},
+			&cli.IntFlag{Name: "calibration-tokens", Value: 0, Usage: "use at most this many calibration tokens (0: all)"},
 			backendFlag,
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 			&cli.BoolFlag{Name: "progress-json", Usage: "write progress as JSON lines on stderr"},
@@ -97,6 +105,9 @@ func runCompress(c *cli.Context) error {
 	}
 	if !strings.HasSuffix(o.Out, ".pllm") {
 		return fmt.Errorf("--out %s: the output file name must end in .pllm", o.Out)
+	}
+	if err := calibrate(c, &o); err != nil {
+		return err
 	}
 	k, err := kernels(c)
 	if err != nil {
@@ -196,4 +207,38 @@ func printReport(w io.Writer, r *pipeline.Report) {
 	if r.Seconds > 0 {
 		fmt.Fprintf(w, "took %.1fs\n", r.Seconds)
 	}
+}
+
+// calibrate runs the original model over --calibration text and sets the
+// column weights of the calibration-aware loss.
+func calibrate(c *cli.Context, o *pipeline.CompressOptions) error {
+	text := c.String("calibration")
+	if text == "" {
+		if c.IsSet("tokenizer") {
+			return fmt.Errorf("--tokenizer is only used with --calibration")
+		}
+		return nil
+	}
+	if !c.IsSet("tokenizer") {
+		return fmt.Errorf("--calibration needs --tokenizer")
+	}
+	tok, err := tokenizer.Load(c.String("tokenizer"))
+	if err != nil {
+		return err
+	}
+	lines, err := eval.ReadLines(text)
+	if err != nil {
+		return err
+	}
+	m, err := llama.Open(o.In)
+	if err != nil {
+		return err
+	}
+	st, err := calib.Collect(m, tok, lines, c.Int("calibration-tokens"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", text, err)
+	}
+	o.ColWeights = st.MeanSquare
+	o.Calibration = fmt.Sprintf("%s (%d tokens)", filepath.Base(text), st.Tokens)
+	return nil
 }

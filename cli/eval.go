@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -124,6 +125,9 @@ func generateCommand() *cli.Command {
 			&cli.IntFlag{Name: "steps", Value: 256, Usage: "new tokens to generate at most"},
 			&cli.Float64Flag{Name: "temperature", Value: 0, Usage: "0: greedy; otherwise sample"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "sampling seed"},
+			&cli.IntFlag{Name: "samples", Usage: "write this many samples, one per line, to --out (a calibration text the model wrote itself)"},
+			&cli.StringFlag{Name: "out", Usage: "file for --samples"},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite --out"},
 			backendFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -147,10 +151,61 @@ func generateCommand() *cli.Command {
 			} else if m, err = llama.Open(path); err != nil {
 				return err
 			}
+			if n := c.Int("samples"); n > 0 || c.IsSet("out") {
+				return writeSamples(c, m, tok, n)
+			}
 			_, err = eval.GenerateStream(m, tok, c.String("prompt"), c.Int("steps"), c.Float64("temperature"), c.Uint64("seed"),
 				func(piece string) error { _, err := fmt.Fprint(c.App.Writer, piece); return err })
 			fmt.Fprintln(c.App.Writer)
 			return err
 		},
 	}
+}
+
+// writeSamples writes n generations, one per line (line breaks inside a
+// sample become spaces), seeds seed, seed+1, ...
+func writeSamples(c *cli.Context, m *llama.Model, tok tokenizer.Tokenizer, n int) error {
+	out := c.String("out")
+	if out == "" || n < 1 {
+		return fmt.Errorf("--samples N (N >= 1) and --out FILE go together")
+	}
+	if c.Float64("temperature") == 0 && n > 1 {
+		return fmt.Errorf("--samples %d at temperature 0 would write the same text %d times; pass --temperature (e.g. 1)", n, n)
+	}
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		g, err := eval.Generate(m, tok, c.String("prompt"), c.Int("steps"), c.Float64("temperature"), c.Uint64("seed")+uint64(i))
+		if err != nil {
+			return err
+		}
+		b.WriteString(strings.Join(strings.Fields(g.Text), " "))
+		b.WriteByte('\n')
+	}
+	return writeFileAtomic(out, []byte(b.String()), c.Bool("force"))
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames
+// it into place; an existing path is an error unless force is set.
+func writeFileAtomic(path string, data []byte, force bool) error {
+	if _, err := os.Lstat(path); err == nil && !force {
+		return fmt.Errorf("%s already exists; pass --force to replace it", path)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	return nil
 }

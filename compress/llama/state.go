@@ -23,6 +23,43 @@ type State struct {
 	scores                      []float32 // [heads, capacity]
 	cos, sin                    []float32 // [headDim/2] for the current position
 	logits                      []float32
+
+	// Observe, when set, is called with the input vector of every linear
+	// layer as Forward runs: the layer's index and the tensor kinds that
+	// read it ("attn": q, k and v; "o"; "mlp": gate and up; "down"). The
+	// slice is only valid during the call. Calibration uses it.
+	Observe func(layer int, input Input, x []float32)
+}
+
+// Input names which linear layers read an observed vector.
+type Input int
+
+// The inputs of a Llama layer's linear maps.
+const (
+	InputAttn Input = iota // read by q_proj, k_proj and v_proj
+	InputO                 // read by o_proj
+	InputMLP               // read by gate_proj and up_proj
+	InputDown              // read by down_proj
+)
+
+// Tensors are the weight tensors (parts, see LayerTensorName) that read
+// this input.
+func (in Input) Tensors() []string {
+	switch in {
+	case InputAttn:
+		return []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}
+	case InputO:
+		return []string{"self_attn.o_proj"}
+	case InputMLP:
+		return []string{"mlp.gate_proj", "mlp.up_proj"}
+	}
+	return []string{"mlp.down_proj"}
+}
+
+func (s *State) observe(layer int, in Input, x []float32) {
+	if s.Observe != nil {
+		s.Observe(layer, in, x)
+	}
 }
 
 // NewState allocates a State holding up to capacity positions; capacity
@@ -93,6 +130,7 @@ func (s *State) Forward(token, pos int) ([]float32, error) {
 	for l := range m.Layers {
 		L := &m.Layers[l]
 		rmsNorm(s.xb, s.x, L.AttnNorm, m.eps)
+		s.observe(l, InputAttn, s.xb)
 		k := s.keys[l][pos*kvDim : (pos+1)*kvDim]
 		v := s.values[l][pos*kvDim : (pos+1)*kvDim]
 		matVec(s.q, L.Q, s.xb)
@@ -108,17 +146,20 @@ func (s *State) Forward(token, pos int) ([]float32, error) {
 			}
 		})
 
+		s.observe(l, InputO, s.att)
 		matVec(s.xb2, L.O, s.att)
 		for i := range s.x {
 			s.x[i] += s.xb2[i]
 		}
 
 		rmsNorm(s.xb, s.x, L.MLPNorm, m.eps)
+		s.observe(l, InputMLP, s.xb)
 		matVec(s.hb, L.Gate, s.xb)
 		matVec(s.hb2, L.Up, s.xb)
 		for i, g := range s.hb {
 			s.hb[i] = silu(g) * s.hb2[i]
 		}
+		s.observe(l, InputDown, s.hb)
 		matVec(s.xb2, L.Down, s.hb)
 		for i := range s.x {
 			s.x[i] += s.xb2[i]

@@ -39,6 +39,12 @@ type CompressOptions struct {
 	// group.
 	Method pocketllm.Settings
 
+	// ColWeights, when set, gives per tensor the importance of each input
+	// column (calib.Stats.MeanSquare): the calibration-aware loss.
+	ColWeights map[string][]float32
+	// Calibration describes where ColWeights came from, for the record.
+	Calibration string
+
 	Kernels bindings.Kernels
 	// Events, when set, receives progress as the run goes.
 	Events func(Event)
@@ -76,6 +82,7 @@ type Settings struct {
 	DecoderDType string  `json:"decoder_dtype"`
 	Seed         uint64  `json:"seed"`
 	Backend      string  `json:"backend"`
+	Calibration  string  `json:"calibration,omitempty"`
 	// Tensors is the source's tensor order, so a reconstruction can restore it.
 	Tensors []string `json:"tensors"`
 }
@@ -247,6 +254,7 @@ func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
 		Epochs: st.Epochs, LR: st.LR, DecayEvery: st.DecayEvery, DecayFactor: st.DecayFactor,
 		BatchVectors: st.BatchVectors, Lambda: st.Lambda, Beta: st.Beta, KMeansEvery: st.KMeansEvery,
 		Hidden: st.Hidden, DecoderDType: dec, Seed: st.Seed, Backend: o.Kernels.Name(),
+		Calibration: o.Calibration,
 	}
 	for _, t := range src.Tensors {
 		s.Tensors = append(s.Tensors, t.Name)
@@ -271,6 +279,13 @@ func compressGroup(src *checkpoint.Source, g plannedGroup, i, of int, o Compress
 			return pllm.Group{}, err
 		}
 		mats[j] = pocketllm.Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: data}
+		if o.ColWeights != nil {
+			w, ok := o.ColWeights[m.Name]
+			if !ok || len(w) != m.Cols {
+				return pllm.Group{}, fmt.Errorf("%s: no calibration statistics of width %d for tensor %s", o.In, m.Cols, m.Name)
+			}
+			mats[j].ColWeight = w
+		}
 	}
 	res, err := pocketllm.Compress(o.Kernels, mats, g.set, func(p pocketllm.Progress) { emit(Event{Kind: "epoch", Epoch: &p}) })
 	if err != nil {

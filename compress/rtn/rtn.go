@@ -28,7 +28,8 @@
 // tried for p = 1 - 0.5*i/(Shrinks-1), i = 0 .. Shrinks-1 (p from 1 down to
 // 0.5; Shrinks = 1 tries only p = 1, plain min/max RTN). For each candidate
 // the stored values are formed first, s = fp16((p*M - p*m)/(2^B-1)) and
-// o = fp16(p*m), then the codes are computed from those stored values,
+// o = fp16(p*m) (each computed in float64, rounded to float32, then to fp16
+// to nearest even), then the codes are computed from those stored values,
 // q = clamp(round((x - o)/s), 0, 2^B-1) (q = 0 when s = 0), and the candidate
 // whose reconstruction has the smallest weighted squared error
 // sum_i c_i (x_i - w_i)^2 is kept, ties to the larger p. The column weights
@@ -123,7 +124,7 @@ func Compress(m pocketllm.Matrix, st Settings, colWeight []float32) (*Result, er
 			return nil, fmt.Errorf("rtn: %s: non-finite weight %v at row %d, column %d", m.Name, v, i/m.Cols, i%m.Cols)
 		}
 	}
-	if err := CheckColWeight(colWeight, m.Cols); err != nil {
+	if err := checkColWeight(colWeight, m.Cols); err != nil {
 		return nil, fmt.Errorf("rtn: %s: %w", m.Name, err)
 	}
 	gpr := GroupsPerRow(m.Cols, st.GroupSize)
@@ -154,9 +155,9 @@ func Compress(m pocketllm.Matrix, st Settings, colWeight []float32) (*Result, er
 	return res, nil
 }
 
-// CheckColWeight reports column weights that are not nil and not cols
+// checkColWeight reports column weights that are not nil and not cols
 // finite non-negative values with a positive sum.
-func CheckColWeight(w []float32, cols int) error {
+func checkColWeight(w []float32, cols int) error {
 	if w == nil {
 		return nil
 	}

@@ -386,3 +386,19 @@ func TestStories260K(t *testing.T) {
 	t.Logf("stories260K projections, vq d=%d K=%d shared per kind (%.3f bits/weight): NMSE %.5f",
 		st.Dim, st.K, float64(bytes*8)/float64(weights), num/den)
 }
+
+func TestSampleIndices(t *testing.T) {
+	for _, c := range [][2]int{{10, 10}, {1000, 64}, {100, 99}} {
+		n, m := c[0], c[1]
+		a := sampleIndices(rand.New(rand.NewPCG(1, 2)), n, m)
+		b := sampleIndices(rand.New(rand.NewPCG(1, 2)), n, m)
+		if !cmp.Equal(a, b) || len(a) != m {
+			t.Fatalf("n=%d m=%d: %d indices, repeatable %v", n, m, len(a), cmp.Equal(a, b))
+		}
+		for i, v := range a {
+			if v < 0 || v >= n || (i > 0 && v <= a[i-1]) {
+				t.Fatalf("n=%d m=%d: indices not distinct, ascending and in range: %v", n, m, a)
+			}
+		}
+	}
+}

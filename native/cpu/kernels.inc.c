@@ -689,6 +689,31 @@ PLLM_INLINE void dec_mlp(const float *in, size_t ld, int ni, int nh, int no, con
     }
 }
 
+#if defined(PLLM_ISA_AVX512)
+/* Transposes the 8x8 block in each 256-bit half of r[0..8): afterwards
+ * r[i] half h holds column i of the rows that half h held. */
+PLLM_INLINE void tr8x8x2(__m512 r[8]) {
+    __m512 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    /* 128-bit lanes: low = (a.l0, b.l0 | a.l2, b.l2), high = (a.l1, b.l1 | a.l3, b.l3) */
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_permutex2var_ps(u[i], lo, u[i + 4]);
+        r[i + 4] = _mm512_permutex2var_ps(u[i], hi, u[i + 4]);
+    }
+}
+#endif
+
 /* Decodes block rows [r0, r0+nr). lat, hid, dim are compile-time constants at
  * the specialised call sites. ws is this thread's work space. */
 PLLM_INLINE void dec_block(const dec_plan *pl, int lat, int hid, int dim, const float *c, const int32_t *idx, int64_t r0,
@@ -697,7 +722,20 @@ PLLM_INLINE void dec_block(const dec_plan *pl, int lat, int hid, int dim, const 
     float *Y = ws, *U = Y + (size_t)lat * Sp, *M = U + (size_t)lat * Sp, *Rs = M + Sp, *cs = Rs + Sp;
     float *xt = cs + Sp; /* [dim][VW] */
     const int32_t *ib = idx + r0 * e;
-    for (int s = 0; s < sc; s++) {
+    int s_done = 0;
+#if defined(PLLM_ISA_AVX512)
+    if (lat == 8) { /* 16 codewords of 8 -> 8 lane vectors, transposed in registers */
+        for (; s_done + 16 <= sc; s_done += 16) {
+            __m512 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(c + (int64_t)ib[s_done + i] * 8)),
+                                          _mm256_loadu_ps(c + (int64_t)ib[s_done + 8 + i] * 8), 1);
+            tr8x8x2(r);
+            for (int t = 0; t < 8; t++) _mm512_storeu_ps(Y + (size_t)t * Sp + s_done, r[t]);
+        }
+    }
+#endif
+    for (int s = s_done; s < sc; s++) {
         const float *cj = c + (int64_t)ib[s] * lat;
         for (int t = 0; t < lat; t++) Y[(size_t)t * Sp + s] = cj[t];
     }
@@ -717,6 +755,19 @@ PLLM_INLINE void dec_block(const dec_plan *pl, int lat, int hid, int dim, const 
     for (int s0 = 0; s0 < scp; s0 += VW) {
         dec_mlp(U + s0, Sp, lat, hid, dim, pl->d0, xt, VW, 0, a);
         int nl = imin(VW, sc - s0);
+#if defined(PLLM_ISA_AVX512)
+        if (dim == 8) { /* 8 lane vectors -> 16 rows of 8, transposed in registers */
+            __m512 r[8];
+            for (int o = 0; o < 8; o++) r[o] = _mm512_load_ps(xt + o * VW);
+            tr8x8x2(r);
+            float *q = ob + (int64_t)s0 * 8;
+            for (int i = 0; i < 8; i++) {
+                if (i < nl) _mm256_storeu_ps(q + i * 8, _mm512_castps512_ps256(r[i]));
+                if (i + 8 < nl) _mm256_storeu_ps(q + (i + 8) * 8, _mm512_extractf32x8_ps(r[i], 1));
+            }
+            continue;
+        }
+#endif
         for (int l = 0; l < nl; l++)
             for (int o = 0; o < dim; o++) ob[(int64_t)(s0 + l) * dim + o] = xt[o * VW + l];
     }
