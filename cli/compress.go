@@ -18,6 +18,7 @@ import (
 	"pocketllm-native/compress/pipeline"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/tokenizer"
 )
 
@@ -31,6 +32,10 @@ func compressCommand() *cli.Command {
 			&cli.StringFlag{Name: "in", Required: true, Usage: "a .safetensors file, a Hugging Face folder, or a llama2.c .bin checkpoint"},
 			&cli.StringFlag{Name: "out", Required: true, Usage: "the .pllm file to write"},
 			&cli.BoolFlag{Name: "force", Usage: "overwrite --out if it exists"},
+			&cli.StringFlag{Name: "method", Value: pipeline.MethodPocketLLM, Usage: "pocketllm (the PocketLLM method), vq (plain k-means of the sub-vectors, same d and K choices) or rtn (round to nearest per group of inputs)"},
+			&cli.IntFlag{Name: "qbits", Value: 4, Usage: "rtn: bits per weight code"},
+			&cli.IntFlag{Name: "group-size", Value: 32, Usage: "rtn: input weights per scale and offset"},
+			&cli.IntFlag{Name: "vq-iters", Value: 0, Usage: "vq: Lloyd iterations at most (0: 25)"},
 			&cli.Float64Flag{Name: "bits", Usage: "target bits per weight, every stored byte counted (default 3 unless --dim and --codebook are given)"},
 			&cli.StringFlag{Name: "dims", Value: "2,4,8", Usage: "sub-vector lengths --bits may choose from"},
 			&cli.IntFlag{Name: "dim", Usage: "sub-vector length d (with --codebook, instead of --bits)"},
@@ -81,10 +86,15 @@ func runCompress(c *cli.Context) error {
 	o := pipeline.CompressOptions{
 		In: c.String("in"), Out: c.String("out"), Force: c.Bool("force"),
 		Share: c.String("share"), Include: c.String("include"), Exclude: c.String("exclude"),
-		Method: st,
+		MethodName: c.String("method"), Method: st, VQIters: c.Int("vq-iters"),
+		RTN: rtn.Settings{Bits: c.Int("qbits"), GroupSize: c.Int("group-size")},
 	}
 	explicit := c.IsSet("dim") || c.IsSet("codebook")
 	switch {
+	case o.MethodName == pipeline.MethodRTN:
+		if explicit || c.IsSet("bits") {
+			return fmt.Errorf("--method rtn takes --qbits and --group-size, not --bits, --dim or --codebook")
+		}
 	case explicit && c.IsSet("bits"):
 		return fmt.Errorf("give either --bits or --dim and --codebook, not both")
 	case explicit:
@@ -139,7 +149,7 @@ func runCompress(c *cli.Context) error {
 // finished group otherwise (logs stay readable).
 func progressPrinter(w io.Writer, live bool) func(pipeline.Event) {
 	return func(e pipeline.Event) {
-		head := fmt.Sprintf("[%d/%d] %s (%d tensor%s, d=%d K=%d)", e.Index, e.Of, e.Group, e.Members, plural(e.Members), e.Dim, e.K)
+		head := fmt.Sprintf("[%d/%d] %s (%d tensor%s, %.2f bits/weight planned)", e.Index, e.Of, e.Group, e.Members, plural(e.Members), e.PlannedBPW)
 		switch e.Kind {
 		case "epoch":
 			if live {
@@ -193,9 +203,9 @@ func printReport(w io.Writer, r *pipeline.Report) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "group\td\tK\ttensors\tweights\tbytes\tbits/weight")
+	fmt.Fprintln(tw, "group\tmethod\tsetting\ttensors\tweights\tbytes\tbits/weight")
 	for _, g := range r.Groups {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.3f\n", g.Name, g.Params.Dim, g.Params.K, g.Members, g.Weights, g.Bytes, g.BitsPerWeight)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%.3f\n", g.Name, g.Method, g.Setting, g.Members, g.Weights, g.Bytes, g.BitsPerWeight)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nfile %s: %d bytes\n", r.File, r.FileBytes)

@@ -15,10 +15,16 @@ import (
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pllm"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/rtn"
+	"pocketllm-native/compress/vq"
 )
 
-// Method names stored in the container.
-const MethodPocketLLM = "pocketllm"
+// Method names, as stored in the container.
+const (
+	MethodPocketLLM = "pocketllm" // METHOD.md: latent codebook and decoder
+	MethodVQ        = "vq"        // plain k-means vector quantisation of the sub-vectors
+	MethodRTN       = "rtn"       // round to nearest, per group of input weights
+)
 
 // CompressOptions describe one compression run.
 type CompressOptions struct {
@@ -32,12 +38,18 @@ type CompressOptions struct {
 	Dims   []int
 	Dim, K int
 
-	Share            string // plan.ShareNone or plan.ShareKind
+	Share            string // plan.ShareNone, ShareKind or ShareWidth
 	Include, Exclude string // regular expressions on tensor names ("" exclude: none)
 
-	// Method holds the training settings; its Dim, Latent and K are set per
-	// group.
+	// MethodName is MethodPocketLLM ("" too), MethodVQ or MethodRTN.
+	MethodName string
+	// Method holds the training settings of pocketllm (its Dim, Latent and K
+	// are set per group); vq uses its Seed.
 	Method pocketllm.Settings
+	// VQIters caps vq's Lloyd steps (0: vq's default).
+	VQIters int
+	// RTN holds rtn's bits and group size; rtn ignores Bits, Dims, Dim and K.
+	RTN rtn.Settings
 
 	// ColWeights, when set, gives per tensor the importance of each input
 	// column (calib.Stats.MeanSquare): the calibration-aware loss.
@@ -108,8 +120,9 @@ type MemberParams struct {
 
 type plannedGroup struct {
 	plan.Group
-	set pocketllm.Settings
-	bpw float64
+	method string
+	set    pocketllm.Settings // pocketllm; Dim and K also for vq
+	bpw    float64            // planned bits per weight
 }
 
 // Compress runs a whole compression job and returns the file's report.
@@ -124,6 +137,21 @@ func Compress(o CompressOptions) (*Report, error) {
 		if exclude, err = compileRegexp("--exclude", o.Exclude); err != nil {
 			return nil, err
 		}
+	}
+	if o.MethodName == "" {
+		o.MethodName = MethodPocketLLM
+	}
+	switch o.MethodName {
+	case MethodPocketLLM, MethodVQ:
+	case MethodRTN:
+		if err := o.RTN.Validate(); err != nil {
+			return nil, err
+		}
+		if o.Share != plan.ShareNone {
+			return nil, fmt.Errorf("--method rtn quantises each matrix on its own; --share %s applies to pocketllm and vq", o.Share)
+		}
+	default:
+		return nil, fmt.Errorf("--method %q: want %s, %s or %s", o.MethodName, MethodPocketLLM, MethodVQ, MethodRTN)
 	}
 	src, err := checkpoint.Open(o.In)
 	if err != nil {
@@ -207,40 +235,41 @@ func compileRegexp(flag, expr string) (*regexp.Regexp, error) {
 
 func planGroup(g plan.Group, o CompressOptions) (plannedGroup, error) {
 	set := o.Method
+	pg := plannedGroup{Group: g, method: o.MethodName}
+	bpw := func(bytes int64) float64 { return 8 * float64(bytes) / float64(g.Weights()) }
+	if o.MethodName == MethodRTN {
+		pg.bpw = bpw(rtnBytes(g, o.RTN))
+		return pg, nil
+	}
+	cost := func(g plan.Group, s plan.Setting) int64 {
+		if o.MethodName == MethodVQ {
+			return vqBytes(g, s)
+		}
+		return pocketllmBytes(g, s, set.Hidden, set.DecoderF32)
+	}
 	if o.Bits > 0 {
-		s, bpw, err := plan.Choose(g, o.Bits, plan.Options{
-			Dims: o.Dims, MaxLog2K: 16, Hidden: set.Hidden, DecoderF32: set.DecoderF32,
-			Overhead: sectionOverhead,
-		})
+		s, b, err := plan.Choose(g, o.Bits, plan.Options{Dims: o.Dims, MaxLog2K: 16, Cost: cost})
 		if err != nil {
 			return plannedGroup{}, err
 		}
-		set.Dim, set.K = s.Dim, s.K
-		set.Latent = s.Dim
-		return plannedGroup{Group: g, set: set, bpw: bpw}, nil
+		set.Dim, set.K, set.Latent = s.Dim, s.K, s.Dim
+		pg.set, pg.bpw = set, b
+		return pg, nil
 	}
 	set.Dim, set.K, set.Latent = o.Dim, o.K, o.Dim
-	if err := set.Validate(); err != nil {
+	if o.MethodName == MethodVQ {
+		if err := (vq.Settings{Dim: o.Dim, K: o.K}).Validate(); err != nil {
+			return plannedGroup{}, fmt.Errorf("group %s: %w", g.Name, err)
+		}
+	} else if err := set.Validate(); err != nil {
 		return plannedGroup{}, fmt.Errorf("group %s: %w", g.Name, err)
 	}
-	e := (g.Cols() + o.Dim - 1) / o.Dim
-	if n := g.Rows() * e; o.K > n {
+	if n := subVectorCount(g, o.Dim); o.K > n {
 		return plannedGroup{}, fmt.Errorf("group %s: codebook of %d entries for only %d sub-vectors", g.Name, o.K, n)
 	}
-	bytes := plan.Cost(g, plan.Setting{Dim: o.Dim, K: o.K}, set.Hidden, set.DecoderF32) + sectionOverhead(g)
-	return plannedGroup{Group: g, set: set, bpw: 8 * float64(bytes) / float64(g.Weights())}, nil
-}
-
-// sectionOverhead estimates the bytes of a group's section besides its
-// arrays: the frame, the JSON descriptor (names, shapes, settings, one
-// measurement per member) and the section table entry. The report measures
-// the real figure from the file.
-func sectionOverhead(g plan.Group) int64 {
-	n := int64(pllm.SectionHeaderSize+pllm.SectionCRCSize+pllm.IndexEntrySize) + int64(len(g.Name)) + 400
-	for _, m := range g.Members {
-		n += int64(2*len(m.Name)) + 96
-	}
-	return n
+	pg.set = set
+	pg.bpw = bpw(cost(g, plan.Setting{Dim: o.Dim, K: o.K}))
+	return pg, nil
 }
 
 func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
@@ -250,7 +279,7 @@ func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
 		dec = "f32"
 	}
 	s := Settings{
-		Method: MethodPocketLLM, BitsTarget: o.Bits, Share: o.Share, Include: o.Include, Exclude: o.Exclude,
+		Method: o.MethodName, BitsTarget: o.Bits, Share: o.Share, Include: o.Include, Exclude: o.Exclude,
 		Epochs: st.Epochs, LR: st.LR, DecayEvery: st.DecayEvery, DecayFactor: st.DecayFactor,
 		BatchVectors: st.BatchVectors, Lambda: st.Lambda, Beta: st.Beta, KMeansEvery: st.KMeansEvery,
 		Hidden: st.Hidden, DecoderDType: dec, Seed: st.Seed, Backend: o.Kernels.Name(),
@@ -267,10 +296,11 @@ func compressGroup(src *checkpoint.Source, g plannedGroup, i, of int, o Compress
 	emit := func(e Event) {
 		if o.Events != nil {
 			e.Group, e.Index, e.Of, e.Members, e.Dim, e.K = g.Name, i+1, of, len(g.Members), g.set.Dim, g.set.K
+			e.PlannedBPW = g.bpw
 			o.Events(e)
 		}
 	}
-	emit(Event{Kind: "group", PlannedBPW: g.bpw})
+	emit(Event{Kind: "group"})
 	start := time.Now()
 	mats := make([]pocketllm.Matrix, len(g.Members))
 	for j, m := range g.Members {
@@ -287,12 +317,26 @@ func compressGroup(src *checkpoint.Source, g plannedGroup, i, of int, o Compress
 			mats[j].ColWeight = w
 		}
 	}
-	res, err := pocketllm.Compress(o.Kernels, mats, g.set, func(p pocketllm.Progress) { emit(Event{Kind: "epoch", Epoch: &p}) })
+	var grp pllm.Group
+	var nmse []float64
+	var err error
+	switch g.method {
+	case MethodVQ:
+		grp, nmse, err = compressVQ(o, g, mats)
+	case MethodRTN:
+		grp, nmse, err = compressRTN(o, g, mats)
+	default:
+		var res *pocketllm.Result
+		res, err = pocketllm.Compress(o.Kernels, mats, g.set, func(p pocketllm.Progress) { emit(Event{Kind: "epoch", Epoch: &p}) })
+		if err == nil {
+			grp, nmse = encodeGroup(g.Group, res, g.set.DecoderF32), res.NMSE
+		}
+	}
 	if err != nil {
 		return pllm.Group{}, fmt.Errorf("%s: %w", o.In, err)
 	}
-	emit(Event{Kind: "done", NMSE: res.NMSE, Seconds: time.Since(start).Seconds()})
-	return encodeGroup(g.Group, res, g.set.DecoderF32), nil
+	emit(Event{Kind: "done", NMSE: nmse, Seconds: time.Since(start).Seconds()})
+	return grp, nil
 }
 
 // encodeGroup lays a result out as the container's pocketllm group arrays
@@ -303,28 +347,97 @@ func encodeGroup(g plan.Group, res *pocketllm.Result, decoderF32 bool) pllm.Grou
 		Dim: s.Dim, Latent: s.Latent, Hidden: s.Hidden, K: s.K, E: s.E, Cols: g.Cols(),
 		GELU: "tanh", BestEpoch: res.BestEpoch, ReconMSE: res.ReconMSE,
 	})
-	members := make([]pllm.Member, len(g.Members))
-	for j, m := range g.Members {
-		mp, _ := json.Marshal(MemberParams{NMSE: res.NMSE[j]})
-		members[j] = pllm.Member{Name: m.Name, Shape: []int{m.Rows, m.Cols}, DType: pllm.DType(m.DType), Params: mp}
-	}
-	idx := make([]uint32, len(res.Indices))
-	for j, v := range res.Indices {
-		idx[j] = uint32(v)
-	}
 	mlp, rln := splitDecoder(s.E, s.Dim, s.Latent, s.Hidden, res.Decoder)
 	mlpArr := pllm.F16Array("decoder_mlp", mlp)
 	if decoderF32 {
 		mlpArr = pllm.F32Array("decoder_mlp", mlp)
 	}
 	return pllm.Group{
-		Name: g.Name, Method: MethodPocketLLM, Params: params, Members: members,
+		Name: g.Name, Method: MethodPocketLLM, Params: params, Members: members(g, res.NMSE),
 		Arrays: []pllm.Array{
-			pllm.UintArray("indices", pllm.BitsFor(uint64(s.K)), idx),
+			pllm.UintArray("indices", pllm.BitsFor(uint64(s.K)), indexArray(res.Indices)),
 			pllm.F16Array("codebook", res.Codebook),
 			mlpArr,
 			pllm.F16Array("decoder_rln", rln),
 			pllm.F32Array("scales", res.Scales),
 		},
 	}
+}
+
+func members(g plan.Group, nmse []float64) []pllm.Member {
+	out := make([]pllm.Member, len(g.Members))
+	for j, m := range g.Members {
+		mp, _ := json.Marshal(MemberParams{NMSE: nmse[j]})
+		out[j] = pllm.Member{Name: m.Name, Shape: []int{m.Rows, m.Cols}, DType: m.DType, Params: mp}
+	}
+	return out
+}
+
+func indexArray(idx []int32) []uint32 {
+	out := make([]uint32, len(idx))
+	for j, v := range idx {
+		out[j] = uint32(v)
+	}
+	return out
+}
+
+// VQParams is a vq group's settings in the container.
+type VQParams struct {
+	Dim  int `json:"dim"`
+	K    int `json:"k"`
+	E    int `json:"e"`
+	Cols int `json:"cols"`
+}
+
+// RTNParams is an rtn group's settings in the container.
+type RTNParams struct {
+	Bits      int `json:"bits"`
+	GroupSize int `json:"group_size"`
+	Cols      int `json:"cols"`
+}
+
+// compressVQ runs the vq baseline on a group; with calibration it weighs the
+// columns by the members' mean importance (vq learns one weighting per
+// group).
+func compressVQ(o CompressOptions, g plannedGroup, mats []pocketllm.Matrix) (pllm.Group, []float64, error) {
+	var w []float32
+	if mats[0].ColWeight != nil {
+		w = make([]float32, g.Cols())
+		for _, m := range mats {
+			for c, v := range pocketllm.NormalizedWeights(m.ColWeight) {
+				w[c] += v / float32(len(mats))
+			}
+		}
+	}
+	res, err := vq.Compress(o.Kernels, mats, vq.Settings{Dim: g.set.Dim, K: g.set.K, Iters: o.VQIters, Seed: o.Method.Seed}, w)
+	if err != nil {
+		return pllm.Group{}, nil, err
+	}
+	params, _ := json.Marshal(VQParams{Dim: res.Dim, K: res.K, E: res.E, Cols: res.Cols})
+	return pllm.Group{
+		Name: g.Name, Method: MethodVQ, Params: params, Members: members(g.Group, res.NMSE),
+		Arrays: []pllm.Array{
+			pllm.UintArray("indices", pllm.BitsFor(uint64(res.K)), indexArray(res.Indices)),
+			pllm.F16Array("codebook", res.Codebook),
+			pllm.F32Array("scales", res.Scales),
+		},
+	}, res.NMSE, nil
+}
+
+// compressRTN quantises the group's single matrix.
+func compressRTN(o CompressOptions, g plannedGroup, mats []pocketllm.Matrix) (pllm.Group, []float64, error) {
+	res, err := rtn.Compress(mats[0], o.RTN, mats[0].ColWeight)
+	if err != nil {
+		return pllm.Group{}, nil, err
+	}
+	nmse := []float64{res.NMSE}
+	params, _ := json.Marshal(RTNParams{Bits: res.Bits, GroupSize: res.GroupSize, Cols: res.Cols})
+	return pllm.Group{
+		Name: g.Name, Method: MethodRTN, Params: params, Members: members(g.Group, nmse),
+		Arrays: []pllm.Array{
+			pllm.UintArray("codes", res.Bits, res.Codes),
+			pllm.F16Array("scales", res.Scales),
+			pllm.F16Array("offsets", res.Offsets),
+		},
+	}, nmse, nil
 }

@@ -8,6 +8,8 @@ import (
 	"pocketllm-native/compress/metanet"
 	"pocketllm-native/compress/pllm"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/rtn"
+	"pocketllm-native/compress/vq"
 )
 
 // splitDecoder separates a decoder in bindings.Decoder order
@@ -37,15 +39,10 @@ func joinDecoder(e, dim, latent, hidden int, mlp, rln []float32) []float32 {
 	return p
 }
 
-// decodeGroup turns a stored pocketllm group back into what Reconstruct
+// decodePocketLLM turns a stored pocketllm group back into what Reconstruct
 // needs, checking that every array has the size its settings imply.
-func decodeGroup(file string, g pllm.Group) (*pocketllm.Result, [][2]int, error) {
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("%s: group %s: %s", file, g.Name, fmt.Sprintf(format, args...))
-	}
-	if g.Method != MethodPocketLLM {
-		return nil, nil, fail("method %q is not one this build reconstructs", g.Method)
-	}
+func decodePocketLLM(file string, g pllm.Group) (*pocketllm.Result, [][2]int, error) {
+	fail := failer(file, g)
 	var p GroupParams
 	if err := json.Unmarshal(g.Params, &p); err != nil {
 		return nil, nil, fail("settings: %v", err)
@@ -60,30 +57,12 @@ func decodeGroup(file string, g pllm.Group) (*pocketllm.Result, [][2]int, error)
 	if p.GELU != "tanh" {
 		return nil, nil, fail("GELU form %q; this build uses tanh", p.GELU)
 	}
-	shapes := make([][2]int, len(g.Members))
-	rows := 0
-	for i, m := range g.Members {
-		if len(m.Shape) != 2 || m.Shape[1] != p.Cols || m.Shape[0] < 1 {
-			return nil, nil, fail("member %s has shape %v, the group's rows are %d wide", m.Name, m.Shape, p.Cols)
-		}
-		shapes[i] = [2]int{m.Shape[0], m.Shape[1]}
-		rows += m.Shape[0]
+	shapes, rows, err := memberShapes(fail, g, p.Cols)
+	if err != nil {
+		return nil, nil, err
 	}
-	arr := func(name string, n int) ([]float32, error) {
-		a, ok := g.Array(name)
-		if !ok {
-			return nil, fail("array %q is missing", name)
-		}
-		if a.Encoding != pllm.F16 && a.Encoding != pllm.F32 {
-			return nil, fail("array %q has encoding %s, want f16 or f32", name, a.Encoding)
-		}
-		if len(a.Floats) != n {
-			return nil, fail("array %q holds %d values, want %d", name, len(a.Floats), n)
-		}
-		return a.Floats, nil
-	}
+	arr := func(name string, n int) ([]float32, error) { return floatArray(fail, g, name, n) }
 	res := &pocketllm.Result{Shape: s}
-	var err error
 	if res.Codebook, err = arr("codebook", s.K*s.Latent); err != nil {
 		return nil, nil, err
 	}
@@ -100,19 +79,126 @@ func decodeGroup(file string, g pllm.Group) (*pocketllm.Result, [][2]int, error)
 	if res.Scales, err = arr("scales", len(g.Members)); err != nil {
 		return nil, nil, err
 	}
-	ia, ok := g.Array("indices")
-	if !ok || ia.Encoding != pllm.Uint {
-		return nil, nil, fail("array \"indices\" is missing or not bit-packed")
-	}
-	if len(ia.Uints) != rows*s.E {
-		return nil, nil, fail("%d indices for %d rows of %d sub-vectors", len(ia.Uints), rows, s.E)
-	}
-	res.Indices = make([]int32, len(ia.Uints))
-	for i, v := range ia.Uints {
-		if v >= uint32(s.K) {
-			return nil, nil, fail("index %d of sub-vector %d is outside the codebook of %d", v, i, s.K)
-		}
-		res.Indices[i] = int32(v)
+	if res.Indices, err = indexValues(fail, g, "indices", rows*s.E, s.K); err != nil {
+		return nil, nil, err
 	}
 	return res, shapes, nil
+}
+
+func failer(file string, g pllm.Group) func(format string, args ...any) error {
+	return func(format string, args ...any) error {
+		return fmt.Errorf("%s: group %s: %s", file, g.Name, fmt.Sprintf(format, args...))
+	}
+}
+
+// floatArray returns the group's f16 or f32 array name, which must hold n values.
+func floatArray(fail func(string, ...any) error, g pllm.Group, name string, n int) ([]float32, error) {
+	a, ok := g.Array(name)
+	if !ok {
+		return nil, fail("array %q is missing", name)
+	}
+	if a.Encoding != pllm.F16 && a.Encoding != pllm.F32 {
+		return nil, fail("array %q has encoding %s, want f16 or f32", name, a.Encoding)
+	}
+	if len(a.Floats) != n {
+		return nil, fail("array %q holds %d values, want %d", name, len(a.Floats), n)
+	}
+	return a.Floats, nil
+}
+
+// indexValues returns the group's bit-packed array name as n indices below k.
+func indexValues(fail func(string, ...any) error, g pllm.Group, name string, n, k int) ([]int32, error) {
+	a, ok := g.Array(name)
+	if !ok || a.Encoding != pllm.Uint {
+		return nil, fail("array %q is missing or not bit-packed", name)
+	}
+	if len(a.Uints) != n {
+		return nil, fail("array %q holds %d values, want %d", name, len(a.Uints), n)
+	}
+	out := make([]int32, n)
+	for i, v := range a.Uints {
+		if v >= uint32(k) {
+			return nil, fail("%s value %d at %d is not below %d", name, v, i, k)
+		}
+		out[i] = int32(v)
+	}
+	return out, nil
+}
+
+// memberShapes checks that every member is a matrix of cols columns.
+func memberShapes(fail func(string, ...any) error, g pllm.Group, cols int) ([][2]int, int, error) {
+	shapes := make([][2]int, len(g.Members))
+	rows := 0
+	for i, m := range g.Members {
+		if len(m.Shape) != 2 || m.Shape[1] != cols || m.Shape[0] < 1 {
+			return nil, 0, fail("member %s has shape %v, the group's rows are %d wide", m.Name, m.Shape, cols)
+		}
+		shapes[i] = [2]int{m.Shape[0], m.Shape[1]}
+		rows += m.Shape[0]
+	}
+	return shapes, rows, nil
+}
+
+func decodeVQ(file string, g pllm.Group) (*vq.Result, [][2]int, error) {
+	fail := failer(file, g)
+	var p VQParams
+	if err := json.Unmarshal(g.Params, &p); err != nil {
+		return nil, nil, fail("settings: %v", err)
+	}
+	if err := (vq.Settings{Dim: p.Dim, K: p.K}).Validate(); err != nil {
+		return nil, nil, fail("%v", err)
+	}
+	if p.Cols < 1 || (p.Cols+p.Dim-1)/p.Dim != p.E {
+		return nil, nil, fail("inconsistent settings %+v", p)
+	}
+	shapes, rows, err := memberShapes(fail, g, p.Cols)
+	if err != nil {
+		return nil, nil, err
+	}
+	res := &vq.Result{Dim: p.Dim, K: p.K, E: p.E, Cols: p.Cols}
+	if res.Codebook, err = floatArray(fail, g, "codebook", p.K*p.Dim); err != nil {
+		return nil, nil, err
+	}
+	if res.Scales, err = floatArray(fail, g, "scales", len(g.Members)); err != nil {
+		return nil, nil, err
+	}
+	if res.Indices, err = indexValues(fail, g, "indices", rows*p.E, p.K); err != nil {
+		return nil, nil, err
+	}
+	return res, shapes, nil
+}
+
+func decodeRTN(file string, g pllm.Group) (*rtn.Result, error) {
+	fail := failer(file, g)
+	var p RTNParams
+	if err := json.Unmarshal(g.Params, &p); err != nil {
+		return nil, fail("settings: %v", err)
+	}
+	if err := (rtn.Settings{Bits: p.Bits, GroupSize: p.GroupSize}).Validate(); err != nil {
+		return nil, fail("%v", err)
+	}
+	if len(g.Members) != 1 {
+		return nil, fail("%d members; rtn stores one matrix per group", len(g.Members))
+	}
+	shapes, rows, err := memberShapes(fail, g, p.Cols)
+	if err != nil {
+		return nil, err
+	}
+	res := &rtn.Result{Bits: p.Bits, GroupSize: p.GroupSize, Rows: shapes[0][0], Cols: p.Cols}
+	groups := rows * rtn.GroupsPerRow(p.Cols, p.GroupSize)
+	if res.Scales, err = floatArray(fail, g, "scales", groups); err != nil {
+		return nil, err
+	}
+	if res.Offsets, err = floatArray(fail, g, "offsets", groups); err != nil {
+		return nil, err
+	}
+	codes, err := indexValues(fail, g, "codes", rows*p.Cols, 1<<p.Bits)
+	if err != nil {
+		return nil, err
+	}
+	res.Codes = make([]uint32, len(codes))
+	for i, c := range codes {
+		res.Codes[i] = uint32(c)
+	}
+	return res, nil
 }

@@ -11,7 +11,9 @@ import (
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/pllm"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/safetensors"
+	"pocketllm-native/compress/vq"
 )
 
 // Output formats of Decompress.
@@ -80,19 +82,38 @@ func refuseExisting(path string, force bool) error {
 	return nil
 }
 
-// reconstructGroup rebuilds every member of group i.
+// reconstructGroup rebuilds every member of group i, whatever its method.
 func reconstructGroup(r *pllm.Reader, file string, i int, k bindings.Kernels) ([]pllm.Member, [][]float32, error) {
 	g, err := r.ReadGroup(i)
 	if err != nil {
 		return nil, nil, err
 	}
-	res, shapes, err := decodeGroup(file, g)
-	if err != nil {
-		return nil, nil, err
-	}
-	out, err := pocketllm.Reconstruct(k, res, shapes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: group %s: %w", file, g.Name, err)
+	var out [][]float32
+	switch g.Method {
+	case MethodPocketLLM:
+		res, shapes, err := decodePocketLLM(file, g)
+		if err != nil {
+			return nil, nil, err
+		}
+		if out, err = pocketllm.Reconstruct(k, res, shapes); err != nil {
+			return nil, nil, fmt.Errorf("%s: group %s: %w", file, g.Name, err)
+		}
+	case MethodVQ:
+		res, shapes, err := decodeVQ(file, g)
+		if err != nil {
+			return nil, nil, err
+		}
+		if out, err = vq.Reconstruct(res, shapes); err != nil {
+			return nil, nil, fmt.Errorf("%s: group %s: %w", file, g.Name, err)
+		}
+	case MethodRTN:
+		res, err := decodeRTN(file, g)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = [][]float32{rtn.Reconstruct(res)}
+	default:
+		return nil, nil, fmt.Errorf("%s: group %s: method %q is not one this build reconstructs", file, g.Name, g.Method)
 	}
 	return g.Members, out, nil
 }

@@ -41,14 +41,17 @@ type Report struct {
 
 // GroupReport is one compressed group.
 type GroupReport struct {
-	Name          string       `json:"name"`
-	Method        string       `json:"method"`
-	Params        GroupParams  `json:"params"`
-	Members       int          `json:"members"`
-	Weights       int64        `json:"weights"`
-	Bytes         int64        `json:"bytes"`
-	BitsPerWeight float64      `json:"bits_per_weight"`
-	Arrays        []ArrayBytes `json:"arrays"`
+	Name   string `json:"name"`
+	Method string `json:"method"`
+	// Params are the method's settings as stored (GroupParams, VQParams
+	// or RTNParams).
+	Params        json.RawMessage `json:"params"`
+	Setting       string          `json:"setting"` // a short human form: "d=4 K=256", "4-bit g32"
+	Members       int             `json:"members"`
+	Weights       int64           `json:"weights"`
+	Bytes         int64           `json:"bytes"`
+	BitsPerWeight float64         `json:"bits_per_weight"`
+	Arrays        []ArrayBytes    `json:"arrays"`
 }
 
 // ArrayBytes is one stored array's size.
@@ -93,13 +96,17 @@ func Inspect(path string) (*Report, error) {
 		case pllm.KindGroup:
 			g := groups[gi]
 			gi++
-			var p GroupParams
-			if g.Method == MethodPocketLLM {
-				if err := json.Unmarshal(g.Params, &p); err != nil {
-					return nil, fmt.Errorf("%s: group %s: settings: %v", path, g.Name, err)
-				}
+			var p struct{ Dim, K, Bits, GroupSize int }
+			if err := json.Unmarshal(g.Params, &p); err != nil {
+				return nil, fmt.Errorf("%s: group %s: settings: %v", path, g.Name, err)
 			}
-			gr := GroupReport{Name: g.Name, Method: g.Method, Params: p, Members: len(g.Members),
+			setting := fmt.Sprintf("d=%d K=%d", p.Dim, p.K)
+			if g.Method == MethodRTN {
+				var rp RTNParams
+				json.Unmarshal(g.Params, &rp)
+				setting = fmt.Sprintf("%d-bit g%d", rp.Bits, rp.GroupSize)
+			}
+			gr := GroupReport{Name: g.Name, Method: g.Method, Params: g.Params, Setting: setting, Members: len(g.Members),
 				Weights: s.Weights, Bytes: s.Size, BitsPerWeight: s.BitsPerWeight()}
 			for _, a := range s.Arrays {
 				gr.Arrays = append(gr.Arrays, ArrayBytes{Name: a.Name, Encoding: string(a.Encoding), Count: a.Count, Bytes: a.Size})

@@ -265,3 +265,54 @@ func TestDecompressRefusesCorruptContainer(t *testing.T) {
 		}
 	}
 }
+
+func TestPaperExampleBits(t *testing.T) {
+	// METHOD.md: Llama 2-7B up_proj 11008x4096 at d=8, K=2^15 is about 1.97
+	// bits per weight (16.4x against FP32).
+	g := plan.Group{Name: "up", Members: []plan.Matrix{{Name: "model.layers.3.mlp.up_proj.weight", Rows: 11008, Cols: 4096, DType: "F16"}}}
+	bpw := 8 * float64(pocketllmBytes(g, plan.Setting{Dim: 8, K: 1 << 15}, 16, false)) / float64(g.Weights())
+	if bpw < 1.96 || bpw > 1.98 {
+		t.Fatalf("%.4f bits per weight, the paper's accounting gives about 1.97", bpw)
+	}
+}
+
+func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
+	src := storiesPath(t)
+	dir := t.TempDir()
+	orig, err := checkpoint.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	for _, method := range []string{MethodPocketLLM, MethodVQ, MethodRTN} {
+		o := fastOptions(src, filepath.Join(dir, method+".pllm"), 4, plan.ShareKind)
+		o.MethodName = method
+		if method == MethodRTN {
+			o.Share, o.Bits = plan.ShareNone, 0
+			o.RTN.Bits, o.RTN.GroupSize = 3, 64
+		}
+		var planned []float64
+		o.Events = func(e Event) {
+			if e.Kind == "done" {
+				planned = append(planned, e.PlannedBPW)
+			}
+		}
+		rep, err := Compress(o)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		for i, g := range rep.Groups {
+			// The planner counts the longest measurements the descriptor can
+			// hold, so it may overstate a group by a few bytes, never understate it.
+			over := (planned[i] - g.BitsPerWeight) * float64(g.Weights) / 8
+			if over < 0 || over > 64 {
+				t.Errorf("%s group %s: planned %.4f bits per weight, wrote %.4f", method, g.Name, planned[i], g.BitsPerWeight)
+			}
+		}
+		bin := filepath.Join(dir, method+".bin")
+		if err := Decompress(DecompressOptions{In: o.Out, Out: bin, Kernels: bindings.Go()}); err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		checkReconstruction(t, orig, bin, rep)
+	}
+}

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"math"
 	"regexp"
-	"sort"
 	"strings"
 
-	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
 )
 
@@ -123,44 +121,13 @@ type Setting struct {
 	Dim, K int
 }
 
-// Cost counts the bytes a group's arrays take in a .pllm file for a setting
-// (FORMAT.md, "pocketllm group arrays"): bit-packed indices, fp16 codebook,
-// decoder MLPs in fp16 or fp32, fp16 RLN scales and shifts, one fp32 scale per
-// member. Latent size equals Dim.
-func Cost(g Group, s Setting, hidden int, decoderF32 bool) int64 {
-	e := (g.Cols() + s.Dim - 1) / s.Dim
-	n := int64(g.Rows()) * int64(e)
-	indexBits := int64(IndexBits(s.K))
-	mlpValues := int64(2*bindings.MLPParams(s.Dim, hidden, s.Dim) + bindings.MLPParams(s.Dim, hidden, s.Dim))
-	mlpBytes := 2 * mlpValues
-	if decoderF32 {
-		mlpBytes = 4 * mlpValues
-	}
-	return (n*indexBits+7)/8 + // indices
-		2*int64(s.K*s.Dim) + // codebook
-		mlpBytes + // decoder MLPs
-		2*int64(3*2*e*s.Dim) + // decoder RLNs
-		4*int64(len(g.Members)) // scales
-}
-
-// IndexBits is ceil(log2 k), at least 1.
-func IndexBits(k int) int {
-	b := 1
-	for 1<<b < k {
-		b++
-	}
-	return b
-}
-
 // Options steer Choose.
 type Options struct {
-	Dims       []int // candidate sub-vector lengths
-	MaxLog2K   int   // largest codebook is 2^MaxLog2K
-	Hidden     int
-	DecoderF32 bool
-	// Overhead is the bytes a group's section costs besides its arrays
-	// (header, descriptor, checksum, index entry), counted against the target.
-	Overhead func(Group) int64
+	Dims     []int // candidate sub-vector lengths
+	MaxLog2K int   // largest codebook is 2^MaxLog2K
+	// Cost is the bytes a group takes in the file with a setting, every
+	// stored byte counted (arrays, descriptor, framing).
+	Cost func(Group, Setting) int64
 }
 
 // Choose picks the setting that spends the most bits on indices per weight
@@ -182,11 +149,7 @@ func Choose(g Group, target float64, o Options) (Setting, float64, error) {
 		n := g.Rows() * e
 		for lk := 1; lk <= o.MaxLog2K && 1<<lk <= n; lk++ {
 			s := Setting{Dim: d, K: 1 << lk}
-			bytes := Cost(g, s, o.Hidden, o.DecoderF32)
-			if o.Overhead != nil {
-				bytes += o.Overhead(g)
-			}
-			bits := 8 * float64(bytes) / weights
+			bits := 8 * float64(o.Cost(g, s)) / weights
 			cheapest = math.Min(cheapest, bits)
 			if bits > target {
 				continue
@@ -201,23 +164,9 @@ func Choose(g Group, target float64, o Options) (Setting, float64, error) {
 		if math.IsInf(cheapest, 1) {
 			return Setting{}, 0, fmt.Errorf("group %s: too few sub-vectors for any codebook with sub-vector lengths %v", g.Name, o.Dims)
 		}
-		return Setting{}, 0, fmt.Errorf("group %s (%d weights): cannot reach %.2f bits per weight, the cheapest setting costs %.2f (decoder and codebook outweigh the indices); share meta networks across layers (--share kind) or raise --bits", g.Name, g.Weights(), target, cheapest)
+		return Setting{}, 0, fmt.Errorf("group %s (%d weights): cannot reach %.2f bits per weight, the cheapest setting costs %.2f (decoder and codebook outweigh the indices); share across layers (--share kind or width) or raise --bits", g.Name, g.Weights(), target, cheapest)
 	}
 	return best, bestBits, nil
-}
-
-// SortedKinds lists the distinct kinds of the matrices, for reports.
-func SortedKinds(mats []Matrix) []string {
-	set := map[string]bool{}
-	for _, m := range mats {
-		set[Kind(m.Name)] = true
-	}
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // ParseDims reads a comma-separated list of sub-vector lengths.

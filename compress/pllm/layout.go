@@ -103,3 +103,24 @@ func (l Layout) Check() error {
 	}
 	return nil
 }
+
+// GroupSize is the number of bytes WriteGroup will spend on g, its entry in
+// the section table included, computed from the group's description alone
+// (array counts and encodings, no data): what a planner counts against a
+// bits-per-weight budget before the arrays exist.
+func GroupSize(g GroupInfo) (int64, error) {
+	d := groupDesc{Method: g.Method, Params: g.Params, Members: g.Members, Arrays: g.Arrays}
+	_, sizes, err := validateGroup(&d)
+	if err != nil {
+		return 0, err
+	}
+	desc, err := marshal(d)
+	if err != nil {
+		return 0, err
+	}
+	n := int64(SectionHeaderSize+SectionCRCSize+IndexEntrySize) + int64(len(g.Name)) + int64(len(desc))
+	for _, s := range sizes {
+		n += s
+	}
+	return n, nil
+}

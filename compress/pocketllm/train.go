@@ -238,7 +238,7 @@ func newTrainer(k bindings.Kernels, st Settings, shape metanet.Shape, x []float3
 			w[c] = 1
 		}
 		if m.ColWeight != nil {
-			copy(w, normalizedWeights(m.ColWeight))
+			copy(w, NormalizedWeights(m.ColWeight))
 		}
 		t.memberW = append(t.memberW, w)
 		for r := 0; r < m.Rows; r++ {
@@ -248,9 +248,9 @@ func newTrainer(k bindings.Kernels, st Settings, shape metanet.Shape, x []float3
 	return t
 }
 
-// normalizedWeights scales importances to mean 1, so the weighted loss has
+// NormalizedWeights scales importances to mean 1, so a weighted loss has
 // the scale of the plain MSE and one learning rate serves both.
-func normalizedWeights(w []float32) []float32 {
+func NormalizedWeights(w []float32) []float32 {
 	var s float64
 	for _, v := range w {
 		s += float64(v)

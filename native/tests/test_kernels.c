@@ -236,7 +236,40 @@ static void test_assign_case(int64_t n, int dz, int64_t k, int dup, int with_dis
     gfree(idx);
 }
 
+/* Near ties: each latent has a codeword at squared distance 0.0100 and, at
+ * the lower index, one at 0.0106. The gap is far above the documented
+ * tolerance (about 1e-4 here), so the closer one must win. */
+static void test_assign_near_ties(void) {
+    const int64_t n = 200, k = 2 * n + 64;
+    const int dz = 8;
+    float *z = GF(n * dz), *c = GF(k * dz);
+    int32_t *idx = galloc((size_t)n * sizeof(int32_t));
+    fill_normal(z, n * dz, 1.0f);
+    fill_normal(c, k * dz, 1.0f);
+    for (int64_t i = 0; i < n; i++) {
+        float u[8], v[8], nu = 0, nv = 0;
+        for (int t = 0; t < dz; t++) {
+            u[t] = normal(1.0f);
+            v[t] = normal(1.0f);
+            nu += u[t] * u[t];
+            nv += v[t] * v[t];
+        }
+        for (int t = 0; t < dz; t++) {
+            c[(2 * i) * dz + t] = z[i * dz + t] + u[t] * sqrtf(0.0106f / nu);
+            c[(2 * i + 1) * dz + t] = z[i * dz + t] + v[t] * sqrtf(0.0100f / nv);
+        }
+    }
+    OKCALL(pllm_assign(ctx, z, n, dz, c, k, idx, NULL));
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += idx[i] != 2 * i + 1;
+    CHECK(bad == 0, "assign near ties: %lld of %lld latents not at the closer codeword", (long long)bad, (long long)n);
+    gfree(z);
+    gfree(c);
+    gfree(idx);
+}
+
 static void test_assign(void) {
+    test_assign_near_ties();
     test_assign_case(1000, 8, 1000, 1, 1);
     test_assign_case(777, 8, 4096, 1, 0);
     test_assign_case(513, 3, 100, 1, 1); /* odd dz, k not a multiple of any chunk */
@@ -451,10 +484,11 @@ static void test_gelu(void) {
     int64_t bad = 0, badg = 0;
     for (int64_t i = 0; i < n; i++) {
         double a = x[i], want = ref_gelu(a), wantg = ref_gelu_grad(a);
-        if (!(fabs(y[i] - want) <= 5e-7 * fabs(a) + 1e-30)) {
+        /* the SIMD paths measure 1.6e-7 |a| and 3.3e-7 (1+|a|) at most */
+        if (!(fabs(y[i] - want) <= 2.5e-7 * fabs(a) + 1e-30)) {
             if (bad++ < 3) fprintf(stderr, "  gelu(%g) = %.9g, want %.9g\n", a, y[i], want);
         }
-        if (!(fabs(dx[i] - wantg) <= 2e-6 * (1 + fabs(a)))) {
+        if (!(fabs(dx[i] - wantg) <= 6e-7 * (1 + fabs(a)))) {
             if (badg++ < 3) fprintf(stderr, "  gelu'(%g) = %.9g, want %.9g\n", a, dx[i], wantg);
         }
     }
@@ -601,12 +635,14 @@ static void test_adam_case(int64_t n, int64_t step) {
     if (step == 1)
         for (int64_t i = 0; i < n; i++) m[i] = v[i] = 0.0f;
     double *rp = malloc(sizeof(double) * n), *rm = malloc(sizeof(double) * n), *rv = malloc(sizeof(double) * n);
-    double *sp = malloc(sizeof(double) * n);
+    double *sp = malloc(sizeof(double) * n), *sm = malloc(sizeof(double) * n), *sv = malloc(sizeof(double) * n);
     const float lr = 1.6e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
     double bc1 = 1 - pow(b1, (double)step), bc2 = 1 - pow(b2, (double)step);
     for (int64_t i = 0; i < n; i++) {
         rm[i] = (double)b1 * m[i] + (1 - (double)b1) * g[i];
         rv[i] = (double)b2 * v[i] + (1 - (double)b2) * g[i] * g[i];
+        sm[i] = fabs((double)b1 * m[i]) + fabs((1 - (double)b1) * g[i]); /* m may cancel */
+        sv[i] = rv[i];
         double st = lr * (rm[i] / bc1) / (sqrt(rv[i] / bc2) + eps);
         rp[i] = p[i] - st;
         sp[i] = fabs(p[i]) + fabs(st);
@@ -616,9 +652,9 @@ static void test_adam_case(int64_t n, int64_t step) {
     snprintf(what, sizeof what, "adam n=%lld step=%lld p", (long long)n, (long long)step);
     close_all(what, p, rp, sp, n, 2e-6, 0);
     snprintf(what, sizeof what, "adam n=%lld step=%lld m", (long long)n, (long long)step);
-    close_all(what, m, rm, NULL, n, 1e-6, 1e-12);
+    close_all(what, m, rm, sm, n, 1e-6, 1e-12);
     snprintf(what, sizeof what, "adam n=%lld step=%lld v", (long long)n, (long long)step);
-    close_all(what, v, rv, NULL, n, 1e-6, 1e-12);
+    close_all(what, v, rv, sv, n, 1e-6, 1e-12);
     GCHECK(p);
     GCHECK(m);
     GCHECK(v);
@@ -626,6 +662,8 @@ static void test_adam_case(int64_t n, int64_t step) {
     free(rm);
     free(rv);
     free(sp);
+    free(sm);
+    free(sv);
     gfree(p);
     gfree(g);
     gfree(m);
