@@ -50,6 +50,8 @@ func compressCommand() *cli.Command {
 			&cli.Float64Flag{Name: "lambda", Value: def.Lambda, Usage: "weight of the codebook loss term"},
 			&cli.Float64Flag{Name: "beta", Value: def.Beta, Usage: "weight of the commitment loss term"},
 			&cli.IntFlag{Name: "kmeans-every", Value: 0, Usage: "exact k-means refresh of the codebook (with dead-code re-seeding) every N epochs; 0: never"},
+			&cli.IntFlag{Name: "refine", Value: 0, Usage: "after training, refine each index against the decoded row error, trying this many nearest codewords (0: off)"},
+			&cli.IntFlag{Name: "refine-passes", Value: 1, Usage: "passes of --refine over the row positions"},
 			&cli.IntFlag{Name: "hidden", Value: def.Hidden, Usage: "hidden width of the encoder and decoder MLPs"},
 			&cli.StringFlag{Name: "decoder-dtype", Value: "f16", Usage: "precision of the stored decoder MLPs: f16 or f32"},
 			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed; the same seed, input, settings and backend give the same bytes"},
@@ -70,6 +72,7 @@ func runCompress(c *cli.Context) error {
 	st.Epochs, st.LR, st.DecayEvery = c.Int("epochs"), c.Float64("lr"), c.Int("decay-every")
 	st.BatchVectors, st.Lambda, st.Beta = c.Int("batch"), c.Float64("lambda"), c.Float64("beta")
 	st.KMeansEvery, st.Hidden, st.Seed = c.Int("kmeans-every"), c.Int("hidden"), c.Uint64("seed")
+	st.RefineCandidates, st.RefinePasses = c.Int("refine"), c.Int("refine-passes")
 	switch c.String("decoder-dtype") {
 	case "f16":
 	case "f32":

@@ -90,6 +90,8 @@ type Settings struct {
 	Lambda       float64 `json:"lambda"`
 	Beta         float64 `json:"beta"`
 	KMeansEvery  int     `json:"kmeans_every"`
+	Refine       int     `json:"refine,omitempty"`
+	RefinePasses int     `json:"refine_passes,omitempty"`
 	Hidden       int     `json:"hidden"`
 	DecoderDType string  `json:"decoder_dtype"`
 	Seed         uint64  `json:"seed"`
@@ -282,6 +284,7 @@ func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
 		Method: o.MethodName, BitsTarget: o.Bits, Share: o.Share, Include: o.Include, Exclude: o.Exclude,
 		Epochs: st.Epochs, LR: st.LR, DecayEvery: st.DecayEvery, DecayFactor: st.DecayFactor,
 		BatchVectors: st.BatchVectors, Lambda: st.Lambda, Beta: st.Beta, KMeansEvery: st.KMeansEvery,
+		Refine: st.RefineCandidates, RefinePasses: st.RefinePasses,
 		Hidden: st.Hidden, DecoderDType: dec, Seed: st.Seed, Backend: o.Kernels.Name(),
 		Calibration: o.Calibration,
 	}

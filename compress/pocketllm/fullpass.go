@@ -62,6 +62,11 @@ func (f *fullPass) run(v metanet.Views) (float64, error) {
 	if err := f.t.k.Decode(v.Decoder, v.Codebook, f.idx, f.t.rows, f.out); err != nil {
 		return 0, err
 	}
+	return f.mse(), nil
+}
+
+// mse is the loss-weighted error of the rows decoded in f.out.
+func (f *fullPass) mse() float64 {
 	rowLen := f.s.E * f.s.Dim
 	var se, sw float64
 	for r := 0; r < f.t.rows; r++ {
@@ -73,7 +78,7 @@ func (f *fullPass) run(v metanet.Views) (float64, error) {
 			sw += float64(wt)
 		}
 	}
-	return se / sw, nil
+	return se / sw
 }
 
 // kmeansRefresh is one exact Lloyd step on the latents: each codeword becomes

@@ -33,7 +33,11 @@ type Settings struct {
 	Lambda       float64 // codebook term weight
 	Beta         float64 // commitment term weight
 	KMeansEvery  int     // exact k-means refresh of the codebook every this many epochs (0: never)
-	Seed         uint64
+	// RefineCandidates > 0 refines the final indices against the decoded
+	// error, trying that many nearest codewords per sub-vector (see refine).
+	RefineCandidates int
+	RefinePasses     int // passes over the row positions (0: 1)
+	Seed             uint64
 
 	// DecoderF32 stores the decoder MLPs in fp32 instead of fp16.
 	DecoderF32 bool
@@ -74,6 +78,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("loss weights lambda %v and beta %v must be non-negative", s.Lambda, s.Beta)
 	case s.KMeansEvery < 0:
 		return fmt.Errorf("k-means interval %d is negative", s.KMeansEvery)
+	case s.RefineCandidates < 0 || s.RefinePasses < 0:
+		return fmt.Errorf("index refinement with %d candidates and %d passes: neither may be negative", s.RefineCandidates, s.RefinePasses)
 	}
 	return nil
 }
@@ -370,6 +376,15 @@ func (t *trainer) finish(res *Result, mats []Matrix) error {
 	mse, err := full.run(v)
 	if err != nil {
 		return err
+	}
+	if t.st.RefineCandidates > 0 {
+		if err := full.refine(v, t.st.RefineCandidates, max(1, t.st.RefinePasses)); err != nil {
+			return err
+		}
+		if err := t.k.Decode(v.Decoder, v.Codebook, full.idx, t.rows, full.out); err != nil {
+			return err
+		}
+		mse = full.mse()
 	}
 	res.ReconMSE = mse
 	res.Decoder = append([]float32(nil), dec.P...)

@@ -187,3 +187,33 @@ func TestColumnWeightsSteerTheError(t *testing.T) {
 		t.Fatalf("emphasised columns: NMSE %.4f weighted, %.4f unweighted", weighted, plain)
 	}
 }
+
+func TestRefineNeverRaisesTheError(t *testing.T) {
+	k := bindings.Go()
+	mats := []Matrix{lowRank("a", 40, 18, 11), lowRank("b", 24, 18, 12)}
+	st := quick(4, 32)
+	plain, err := Compress(k, mats, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.RefineCandidates, st.RefinePasses = 8, 2
+	refined, err := Compress(k, mats, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(refined.ReconMSE <= plain.ReconMSE) {
+		t.Fatalf("refined MSE %.5f above the latent assignment's %.5f", refined.ReconMSE, plain.ReconMSE)
+	}
+	if slices.Equal(refined.Indices, plain.Indices) {
+		t.Fatal("refinement changed no index")
+	}
+	out, err := Reconstruct(k, refined, [][2]int{{40, 18}, {24, 18}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range mats {
+		if got := NMSE(m.Data, out[i]); got != refined.NMSE[i] {
+			t.Fatalf("%s: reconstruction NMSE %v, reported %v", m.Name, got, refined.NMSE[i])
+		}
+	}
+}

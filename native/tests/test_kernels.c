@@ -237,16 +237,18 @@ static void test_assign_case(int64_t n, int dz, int64_t k, int dup, int with_dis
 }
 
 /* Near ties: each latent has a codeword at squared distance 0.0100 and, at
- * the lower index, one at 0.0106. The gap is far above the documented
- * tolerance (about 1e-4 here), so the closer one must win. */
+ * a lower index, one at 0.0106. The gap is far above the documented
+ * tolerance (about 1e-4 here), so the closer one must win. The pair is 1
+ * index apart for even latents and 16 apart (the same SIMD lane) for odd. */
 static void test_assign_near_ties(void) {
-    const int64_t n = 200, k = 2 * n + 64;
+    const int64_t n = 64, k = 64 * n;
     const int dz = 8;
     float *z = GF(n * dz), *c = GF(k * dz);
-    int32_t *idx = galloc((size_t)n * sizeof(int32_t));
+    int32_t *idx = galloc((size_t)n * sizeof(int32_t)), *want = malloc((size_t)n * sizeof(int32_t));
     fill_normal(z, n * dz, 1.0f);
     fill_normal(c, k * dz, 1.0f);
     for (int64_t i = 0; i < n; i++) {
+        int64_t lo = 64 * i + (i % 16), hi = lo + (i % 2 ? 16 : 1);
         float u[8], v[8], nu = 0, nv = 0;
         for (int t = 0; t < dz; t++) {
             u[t] = normal(1.0f);
@@ -255,17 +257,19 @@ static void test_assign_near_ties(void) {
             nv += v[t] * v[t];
         }
         for (int t = 0; t < dz; t++) {
-            c[(2 * i) * dz + t] = z[i * dz + t] + u[t] * sqrtf(0.0106f / nu);
-            c[(2 * i + 1) * dz + t] = z[i * dz + t] + v[t] * sqrtf(0.0100f / nv);
+            c[lo * dz + t] = z[i * dz + t] + u[t] * sqrtf(0.0106f / nu);
+            c[hi * dz + t] = z[i * dz + t] + v[t] * sqrtf(0.0100f / nv);
         }
+        want[i] = (int32_t)hi;
     }
     OKCALL(pllm_assign(ctx, z, n, dz, c, k, idx, NULL));
     int64_t bad = 0;
-    for (int64_t i = 0; i < n; i++) bad += idx[i] != 2 * i + 1;
+    for (int64_t i = 0; i < n; i++) bad += idx[i] != want[i];
     CHECK(bad == 0, "assign near ties: %lld of %lld latents not at the closer codeword", (long long)bad, (long long)n);
     gfree(z);
     gfree(c);
     gfree(idx);
+    free(want);
 }
 
 static void test_assign(void) {

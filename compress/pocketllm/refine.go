@@ -1,0 +1,88 @@
+package pocketllm
+
+import (
+	"sort"
+
+	"pocketllm-native/compress/metanet"
+)
+
+// refine improves the final indices by coordinate descent on what is
+// actually stored: the decoded rows' weighted error. Nearest-codeword
+// assignment in latent space is only a proxy for it, because the decoder is
+// nonlinear and its reshaped layer norms make every decoded sub-vector depend
+// on the whole row. For each sub-vector position in turn, every row tries
+// each of its top candidates codewords there (nearest in latent space first),
+// all rows decoded in one batched call, and keeps a candidate only where its
+// row's error falls. Rows decode independently, so the error never rises.
+func (f *fullPass) refine(v metanet.Views, candidates, passes int) error {
+	s, t := f.s, f.t
+	e, lat, k := s.E, s.Latent, s.K
+	candidates = min(candidates, k)
+	n := len(f.idx)
+	// Top candidates of every sub-vector by latent distance.
+	cand := make([]int32, n*candidates)
+	type scored struct {
+		d float32
+		j int32
+	}
+	buf := make([]scored, k)
+	for i := 0; i < n; i++ {
+		zi := f.z[i*lat : (i+1)*lat]
+		for j := 0; j < k; j++ {
+			var d float32
+			for q, zv := range zi {
+				x := zv - v.Codebook[j*lat+q]
+				d += x * x
+			}
+			buf[j] = scored{d, int32(j)}
+		}
+		sort.SliceStable(buf, func(a, b int) bool { return buf[a].d < buf[b].d })
+		for c := 0; c < candidates; c++ {
+			cand[i*candidates+c] = buf[c].j
+		}
+	}
+	rowLen := e * s.Dim
+	rowErr := func(out []float32, r int) float64 {
+		var se float64
+		x := t.x[r*rowLen:]
+		for i, wt := range t.rowWeights(r)[:t.cols] {
+			d := float64(out[r*rowLen+i]) - float64(x[i])
+			se += float64(wt) * d * d
+		}
+		return se
+	}
+	if err := t.k.Decode(v.Decoder, v.Codebook, f.idx, t.rows, f.out); err != nil {
+		return err
+	}
+	best := make([]float64, t.rows)
+	for r := range best {
+		best[r] = rowErr(f.out, r)
+	}
+	trial := make([]int32, n)
+	for pass := 0; pass < passes; pass++ {
+		for p := 0; p < e; p++ {
+			for c := 0; c < candidates; c++ {
+				copy(trial, f.idx)
+				changed := false
+				for r := 0; r < t.rows; r++ {
+					j := cand[(r*e+p)*candidates+c]
+					changed = changed || j != trial[r*e+p]
+					trial[r*e+p] = j
+				}
+				if !changed {
+					continue
+				}
+				if err := t.k.Decode(v.Decoder, v.Codebook, trial, t.rows, f.out); err != nil {
+					return err
+				}
+				for r := 0; r < t.rows; r++ {
+					if ev := rowErr(f.out, r); ev < best[r] {
+						best[r] = ev
+						f.idx[r*e+p] = trial[r*e+p]
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
