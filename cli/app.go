@@ -24,7 +24,7 @@ func New() *cli.App {
 			"group), and reconstructs dense weights from it.",
 		Commands: []*cli.Command{
 			compressCommand(), decompressCommand(), inspectCommand(), demoCommand(),
-			evalCommand(), generateCommand(), backendsCommand(), benchCommand(),
+			evalCommand(), generateCommand(), backendsCommand(), benchCommand(), sweepCommand(),
 		},
 		// Errors are printed once, by main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},

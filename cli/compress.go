@@ -67,7 +67,9 @@ func compressCommand() *cli.Command {
 	}
 }
 
-func runCompress(c *cli.Context) error {
+// trainingSettings reads pocketllm's training flags (compress's, which
+// sweep shares) and checks them.
+func trainingSettings(c *cli.Context) (pocketllm.Settings, error) {
 	st := pocketllm.DefaultSettings(0, 0)
 	st.Epochs, st.LR, st.DecayEvery = c.Int("epochs"), c.Float64("lr"), c.Int("decay-every")
 	st.BatchVectors, st.Lambda, st.Beta = c.Int("batch"), c.Float64("lambda"), c.Float64("beta")
@@ -78,12 +80,20 @@ func runCompress(c *cli.Context) error {
 	case "f32":
 		st.DecoderF32 = true
 	default:
-		return fmt.Errorf("--decoder-dtype %q: want f16 or f32", c.String("decoder-dtype"))
+		return st, fmt.Errorf("--decoder-dtype %q: want f16 or f32", c.String("decoder-dtype"))
 	}
 	// Check the training settings with a placeholder size; the real ones are planned per group.
 	probe := st
 	probe.Dim, probe.K = 4, 256
 	if err := probe.Validate(); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+func runCompress(c *cli.Context) error {
+	st, err := trainingSettings(c)
+	if err != nil {
 		return err
 	}
 	o := pipeline.CompressOptions{

@@ -316,3 +316,43 @@ func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
 		checkReconstruction(t, orig, bin, rep)
 	}
 }
+
+func TestNativeAndGoBackendsAgree(t *testing.T) {
+	src := storiesPath(t)
+	cpu, _, err := bindings.Select(bindings.BackendCPU)
+	if err != nil {
+		if strings.Contains(os.Getenv("POCKETLLM_REQUIRE_BACKENDS"), "cpu") {
+			t.Fatalf("the native CPU backend is required: %v", err)
+		}
+		t.Skipf("native CPU backend not available: %v", err)
+	}
+	defer bindings.Close(cpu)
+	dir := t.TempDir()
+	mean := func(k bindings.Kernels) (float64, float64) {
+		o := fastOptions(src, filepath.Join(dir, k.Name()+".pllm"), 4, plan.ShareKind)
+		o.Method.Epochs, o.Method.DecayEvery = 8, 3
+		o.Kernels = k
+		rep, err := Compress(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s float64
+		n := 0
+		for _, tr := range rep.Tensors {
+			if tr.NMSE != nil {
+				s += *tr.NMSE
+				n++
+			}
+		}
+		return rep.BitsPerWeight, s / float64(n)
+	}
+	bg, ng := mean(bindings.Go())
+	bc, nc := mean(cpu)
+	if d := (bc - bg) / bg; d > 0.01 || d < -0.01 {
+		t.Errorf("bits per weight: go %.4f, cpu %.4f", bg, bc)
+	}
+	if d := (nc - ng) / ng; d > 0.01 || d < -0.01 {
+		t.Errorf("mean NMSE: go %.5f, cpu %.5f", ng, nc)
+	}
+	t.Logf("go: %.4f bits/weight, mean NMSE %.5f; cpu: %.4f, %.5f", bg, ng, bc, nc)
+}

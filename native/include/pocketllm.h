@@ -137,8 +137,10 @@ PLLM_API const char *pllm_build_info(void);
 /* Creates a context in *out (set to NULL on failure). Returns PLLM_ERR_DEVICE
  * from the CUDA library when no usable device exists. The CPU library reads
  * two environment variables here: OMP_NUM_THREADS (threads per call) and
- * PLLM_CPU_ISA = avx512 | avx2 | generic (force a SIMD path, for tests; a
- * path the CPU cannot run gives PLLM_ERR_UNSUPPORTED). */
+ * PLLM_CPU_ISA = avx512 | avx2 | generic (force a SIMD path, for tests and
+ * benchmarks; an unknown name or a path this CPU cannot run gives
+ * PLLM_ERR_UNSUPPORTED). The CUDA library reads PLLM_CUDA_DEVICE (device
+ * ordinal, default 0). */
 PLLM_API int pllm_ctx_create(pllm_ctx **out);
 
 /* Frees a context and everything it holds. NULL is allowed. */
