@@ -116,8 +116,9 @@ func (r *Results) Plot() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sweep: plotting %s: %w", m, err)
 		}
-		l.Color, l.Width = plotutil.Color(i), vg.Points(1.5)
-		s.Color, s.Shape, s.Radius = plotutil.Color(i), plotutil.Shape(i), vg.Points(3.5)
+		col := plotutil.DarkColors[i%len(plotutil.DarkColors)]
+		l.Color, l.Width = col, vg.Points(1.5)
+		s.Color, s.Shape, s.Radius = col, plotutil.Shape(i), vg.Points(3.5)
 		p.Add(l, s)
 		p.Legend.Add(m, l, s)
 	}
@@ -222,6 +223,9 @@ func writeFileAtomic(path string, data []byte, force bool) error {
 		return err
 	}
 	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o644) // CreateTemp makes it private; results are for reading
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

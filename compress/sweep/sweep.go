@@ -285,6 +285,13 @@ func Run(o Options) (*Results, error) {
 	if err := os.MkdirAll(filepath.Join(o.OutDir, PLLMDir), 0o755); err != nil {
 		return nil, err
 	}
+	// Results of an earlier sweep would describe .pllm files this one is
+	// about to replace; if this one fails, none is better than stale ones.
+	for _, name := range []string{JSONFile, TableFile, PlotFile} {
+		if err := os.Remove(filepath.Join(o.OutDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
 	res := &Results{
 		Command: o.Command, Model: o.Model, Tokenizer: o.Tokenizer, Text: o.Text,
 		Sequences: base.Sequences, Tokens: base.Tokens, Backend: o.Base.Kernels.Name(), Share: o.Share,

@@ -62,6 +62,9 @@
  *
  * Numerics shared by all kernels:
  *   gelu(a) = 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3)))   (tanh form)
+ *     (the CPU SIMD paths evaluate it as a / (1 + 2^y) with a polynomial 2^y
+ *     and a refined reciprocal: within 2.5e-7 |a| of the exact value, and
+ *     gelu' within 6e-7 (1 + |a|); the portable path and CUDA use tanhf)
  *   RLN epsilon = PLLM_RLN_EPS = 1e-5
  *   Reductions over rows (gradients of MLP and RLN) are summed in blocks of
  *   PLLM_REDUCE_BLOCK = 256 consecutive rows (or groups); within a block rows

@@ -1,0 +1,231 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"image/png"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pocketllm-native/compress/eval"
+	"pocketllm-native/compress/llama"
+	"pocketllm-native/compress/pipeline"
+	"pocketllm-native/compress/sweep"
+	"pocketllm-native/compress/tokenizer"
+)
+
+// sharedFile finds a file under ../shared from the repository root, or
+// skips.
+func sharedFile(t *testing.T, rel ...string) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(append([]string{dir, "..", "shared"}, rel...)...)
+			if _, err := os.Stat(p); err != nil {
+				t.Skipf("%s not found (the shared model and data folder is absent): %v", p, err)
+			}
+			return p
+		}
+	}
+	t.Skip("repository root not found")
+	return ""
+}
+
+func runApp(args ...string) (string, error) {
+	var out bytes.Buffer
+	app := New()
+	app.Writer, app.ErrWriter = &out, io.Discard
+	err := app.Run(append([]string{"pocketllm-native"}, args...))
+	return out.String(), err
+}
+
+func TestSweepStories260K(t *testing.T) {
+	model := sharedFile(t, "models", "stories260K", "stories260K.bin")
+	tokPath := sharedFile(t, "models", "stories260K", "tok512.bin")
+	sample := sharedFile(t, "data", "tinystories-valid-sample.txt")
+
+	// Two stories keep the scoring short.
+	dir := t.TempDir()
+	lines, err := eval.ReadLines(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "two.txt")
+	if err := os.WriteFile(text, []byte(strings.Join(lines[:2], "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "sweep out")
+	args := []string{"sweep", "--model", model, "--tokenizer", tokPath, "--text", text, "--out-dir", out,
+		"--methods", "pocketllm,vq,rtn", "--bits", "0.1,3,4", "--rtn", "2:32,4:64",
+		"--epochs", "1", "--dims", "2,4", "--backend", "go", "--json"}
+	stdout, err := runApp(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	js, err := os.ReadFile(filepath.Join(out, sweep.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != string(js) {
+		t.Errorf("--json printed something other than %s", sweep.JSONFile)
+	}
+	var res sweep.Results
+	if err := json.Unmarshal(js, &res); err != nil {
+		t.Fatalf("%s: %v", sweep.JSONFile, err)
+	}
+	var raw struct {
+		Rows []map[string]any `json:"rows"`
+	}
+	if err := json.Unmarshal(js, &raw); err != nil {
+		t.Fatal(err)
+	}
+	wantCmd := "pocketllm-native sweep --model " + model + " --tokenizer " + tokPath + " --text " + text +
+		" --out-dir '" + out + "' --methods pocketllm,vq,rtn --bits 0.1,3,4 --rtn 2:32,4:64 --epochs 1 --dims 2,4 --backend go --json"
+	if res.Command != wantCmd {
+		t.Errorf("command recorded as\n%s\nwant\n%s", res.Command, wantCmd)
+	}
+
+	// The original's score is the convention's, computed on its own.
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := llama.Open(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := eval.Perplexity(orig, tok, lines[:2], eval.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OriginalPPL != base.PPL || res.Tokens != base.Tokens || res.Sequences != 2 {
+		t.Errorf("original: ppl %v over %d tokens, want %v over %d", res.OriginalPPL, res.Tokens, base.PPL, base.Tokens)
+	}
+
+	// pocketllm and vq: 0.1 bits is below any setting's cost; 3 and 4 run.
+	wantRows := []string{"pocketllm bits 0.1", "pocketllm bits 3", "pocketllm bits 4", "vq bits 0.1", "vq bits 3", "vq bits 4", "rtn 2-bit g32", "rtn 4-bit g64"}
+	if len(res.Rows) != len(wantRows) {
+		t.Fatalf("%d rows, want %d", len(res.Rows), len(wantRows))
+	}
+	ppl := map[string]float64{}
+	for i, r := range res.Rows {
+		name := r.Method + " " + r.Setting
+		if name != wantRows[i] {
+			t.Errorf("row %d is %s, want %s", i, name, wantRows[i])
+		}
+		if r.Skipped != strings.HasSuffix(name, "bits 0.1") {
+			t.Errorf("%s: skipped %v (%s)", name, r.Skipped, r.Reason)
+		}
+		if r.Skipped {
+			if !strings.Contains(r.Reason, "cannot reach") || r.File != "" {
+				t.Errorf("%s: skipped with reason %q, file %q", name, r.Reason, r.File)
+			}
+			continue
+		}
+		for _, key := range []string{"method", "setting", "target", "groups", "file", "bits_per_weight", "file_bytes",
+			"ppl", "nll", "kl_mean", "top1_agreement", "nmse_mean", "seconds"} {
+			if _, ok := raw.Rows[i][key]; !ok {
+				t.Errorf("%s: no %q in the JSON row", name, key)
+			}
+		}
+		// The recorded rate is the file's, as inspect reports it.
+		rep, err := pipeline.Inspect(filepath.Join(out, r.File))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var nmse float64
+		n := 0
+		for _, tr := range rep.Tensors {
+			if tr.NMSE != nil {
+				nmse += *tr.NMSE
+				n++
+			}
+		}
+		nmse /= float64(n)
+		if r.BitsPerWeight != rep.BitsPerWeight || r.FileBytes != rep.FileBytes || math.Abs(r.NMSEMean-nmse) > 1e-12 {
+			t.Errorf("%s: recorded %.6f bits/weight, %d bytes, NMSE %.6g; inspect says %.6f, %d, %.6g",
+				name, r.BitsPerWeight, r.FileBytes, r.NMSEMean, rep.BitsPerWeight, rep.FileBytes, nmse)
+		}
+		if r.Method != pipeline.MethodRTN && r.BitsPerWeight > r.Target {
+			t.Errorf("%s: %.3f bits per weight over the target", name, r.BitsPerWeight)
+		}
+		if !(r.PPL >= 1) || math.IsInf(r.PPL, 0) || math.Abs(math.Log(r.PPL)-r.NLL) > 1e-9 ||
+			!(r.KLMean >= 0) || !(r.Top1Agreement >= 0 && r.Top1Agreement <= 1) {
+			t.Errorf("%s: ppl %v, nll %v, KL %v, top-1 %v", name, r.PPL, r.NLL, r.KLMean, r.Top1Agreement)
+		}
+		ppl[name] = r.PPL
+	}
+	if !(ppl["rtn 4-bit g64"] < ppl["rtn 2-bit g32"]) {
+		t.Errorf("rtn 4-bit perplexity %v not below 2-bit's %v", ppl["rtn 4-bit g64"], ppl["rtn 2-bit g32"])
+	}
+
+	md, err := os.ReadFile(filepath.Join(out, sweep.TableFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "```\n"+wantCmd+"\n```") {
+		t.Errorf("%s does not start with the command line", sweep.TableFile)
+	}
+	var tableRows []string
+	for _, l := range strings.Split(string(md), "\n") {
+		if strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| method") {
+			tableRows = append(tableRows, l)
+		}
+	}
+	if len(tableRows) != len(res.Rows) {
+		t.Errorf("%d table rows for %d runs", len(tableRows), len(res.Rows))
+	}
+	for i, l := range tableRows {
+		if r := res.Rows[i]; !strings.HasPrefix(l, "| "+r.Method+" | "+r.Setting+" |") {
+			t.Errorf("table row %d %q is not %s %s", i, l, r.Method, r.Setting)
+		}
+	}
+	f, err := os.Open(filepath.Join(out, sweep.PlotFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("%s: %v", sweep.PlotFile, err)
+	}
+
+	// A second sweep into the same folder is refused, before any work,
+	// and leaves the results as they were.
+	if _, err := runApp(args...); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("second sweep without --force: %v", err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(out, sweep.JSONFile)); !bytes.Equal(again, js) {
+		t.Error("a refused sweep changed the results")
+	}
+}
+
+func TestSweepRejectsBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "t.txt")
+	if err := os.WriteFile(text, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"sweep", "--model", "m.bin", "--tokenizer", "t.bin", "--text", text, "--out-dir", dir, "--backend", "go"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--methods", "pocketllm,gptq"}, "--methods"},
+		{[]string{"--bits", "3,-1"}, "--bits"},
+		{[]string{"--rtn", "4x32"}, "--rtn"},
+		{[]string{"--share", "all"}, "--share"},
+		{[]string{"--epochs", "0"}, "epochs"},
+		{[]string{"--calibration", text}, "is the evaluation text"},
+	} {
+		_, err := runApp(append(append([]string{}, base...), c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming %s", c.args, err, c.want)
+		}
+	}
+}
