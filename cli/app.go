@@ -33,11 +33,17 @@ func New() *cli.App {
 	}
 }
 
-// Main runs the application and returns the process exit code, printing any
-// error as one line on stderr.
-func Main(args []string) int {
-	if err := New().Run(args); err != nil {
-		fmt.Fprintf(os.Stderr, "pocketllm-native: %s\n", oneLine(err.Error()))
+// Main runs the application with os.Stdout and os.Stderr and returns the
+// process exit code.
+func Main(args []string) int { return Run(args, os.Stdout, os.Stderr) }
+
+// Run runs the application, printing any error as one line on stderr, and
+// returns the exit code: 0, or 1 after an error.
+func Run(args []string, stdout, stderr io.Writer) int {
+	app := New()
+	app.Writer, app.ErrWriter = stdout, stderr
+	if err := app.Run(args); err != nil {
+		fmt.Fprintf(stderr, "pocketllm-native: %s\n", oneLine(err.Error()))
 		return 1
 	}
 	return 0

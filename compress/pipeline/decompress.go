@@ -36,17 +36,8 @@ type DecompressOptions struct {
 
 // Decompress rebuilds dense weights from a .pllm file.
 func Decompress(o DecompressOptions) error {
-	r, err := pllm.Open(o.In)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	format := o.Format
-	if format == "" {
-		format = FormatSafetensors
-		if r.Meta().SourceFormat == FormatLlama2c {
-			format = FormatLlama2c
-		}
+	if format := o.Format; format != "" && format != FormatSafetensors && format != FormatLlama2c {
+		return fmt.Errorf("--format %q: want %s or %s", format, FormatSafetensors, FormatLlama2c)
 	}
 	var dtype checkpoint.DType
 	switch o.DType {
@@ -60,19 +51,28 @@ func Decompress(o DecompressOptions) error {
 	default:
 		return fmt.Errorf("--dtype %q: want f32, f16 or bf16", o.DType)
 	}
+	r, err := pllm.Open(o.In)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	format := o.Format
+	if format == "" {
+		format = FormatSafetensors
+		if r.Meta().SourceFormat == FormatLlama2c {
+			format = FormatLlama2c
+		}
+	}
 	if err := refuseExisting(o.Out, o.Force); err != nil {
 		return err
 	}
-	switch format {
-	case FormatSafetensors:
+	if format == FormatSafetensors {
 		return writeFolder(r, o, dtype)
-	case FormatLlama2c:
-		if dtype != "" && dtype != "F32" {
-			return fmt.Errorf("--dtype %s: llama2.c checkpoints hold float32 only", o.DType)
-		}
-		return writeLlama2c(r, o)
 	}
-	return fmt.Errorf("--format %q: want %s or %s", format, FormatSafetensors, FormatLlama2c)
+	if dtype != "" && dtype != "F32" {
+		return fmt.Errorf("--dtype %s: llama2.c checkpoints hold float32 only", o.DType)
+	}
+	return writeLlama2c(r, o)
 }
 
 func refuseExisting(path string, force bool) error {
