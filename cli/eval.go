@@ -199,6 +199,11 @@ func writeFileAtomic(path string, data []byte, force bool) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("%s: %v", path, err)
 	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("%s: %v", path, err)
+	}
 	if err := tmp.Close(); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("%s: %v", path, err)

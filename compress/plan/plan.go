@@ -5,6 +5,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -121,6 +122,9 @@ type Setting struct {
 	Dim, K int
 }
 
+// ErrUnreachable is wrapped by Choose's error when no setting fits the target.
+var ErrUnreachable = errors.New("cannot reach")
+
 // Options steer Choose.
 type Options struct {
 	Dims     []int // candidate sub-vector lengths
@@ -164,7 +168,7 @@ func Choose(g Group, target float64, o Options) (Setting, float64, error) {
 		if math.IsInf(cheapest, 1) {
 			return Setting{}, 0, fmt.Errorf("group %s: too few sub-vectors for any codebook with sub-vector lengths %v", g.Name, o.Dims)
 		}
-		return Setting{}, 0, fmt.Errorf("group %s (%d weights): cannot reach %.2f bits per weight, the cheapest setting costs %.2f (decoder and codebook outweigh the indices); share across layers (--share kind or width) or raise --bits", g.Name, g.Weights(), target, cheapest)
+		return Setting{}, 0, fmt.Errorf("group %s (%d weights): %w %.2f bits per weight, the cheapest setting costs %.2f (what a group stores besides its indices outweighs them); share across layers (--share kind or width) or raise --bits", g.Name, g.Weights(), ErrUnreachable, target, cheapest)
 	}
 	return best, bestBits, nil
 }

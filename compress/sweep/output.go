@@ -80,6 +80,7 @@ func (r *Results) Plot() ([]byte, error) {
 	p.X.Label.Text = "bits per weight (every stored byte of the compressed tensors)"
 	p.Y.Label.Text = "perplexity"
 	p.Legend.Top = true
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(6), -vg.Points(6) // inside the frame, clear of its corner
 	p.Add(plotter.NewGrid())
 
 	var methods []string

@@ -233,11 +233,7 @@ func (o Options) Paths() []string {
 // IsUnreachable reports whether a compression failed because the planner
 // found no setting within the bits target: a property of the model and the
 // rung, recorded as a skipped run rather than failing the sweep.
-func IsUnreachable(err error) bool {
-	// The planner states it in words only (plan.Choose); its message is
-	// the one place this is decided.
-	return err != nil && strings.Contains(err.Error(), "cannot reach")
-}
+func IsUnreachable(err error) bool { return errors.Is(err, plan.ErrUnreachable) }
 
 // Run compresses, scores and records every setting, then writes JSONFile,
 // TableFile and PlotFile in OutDir (the .pllm files go in OutDir/PLLMDir).
