@@ -50,6 +50,7 @@ func compressCommand() *cli.Command {
 			&cli.Float64Flag{Name: "lambda", Value: def.Lambda, Usage: "weight of the codebook loss term"},
 			&cli.Float64Flag{Name: "beta", Value: def.Beta, Usage: "weight of the commitment loss term"},
 			&cli.IntFlag{Name: "kmeans-every", Value: 0, Usage: "exact k-means refresh of the codebook (with dead-code re-seeding) every N epochs; 0: never"},
+			&cli.BoolFlag{Name: "kmeans-init", Usage: "start from plain k-means: identity paths around the outer MLPs, residual branches at zero, codebook from k-means of the latents (beyond the paper)"},
 			&cli.IntFlag{Name: "refine", Value: 0, Usage: "after training, refine each index against the decoded row error, trying this many nearest codewords (0: off)"},
 			&cli.IntFlag{Name: "refine-passes", Value: 1, Usage: "passes of --refine over the row positions"},
 			&cli.IntFlag{Name: "hidden", Value: def.Hidden, Usage: "hidden width of the encoder and decoder MLPs"},
@@ -75,6 +76,7 @@ func trainingSettings(c *cli.Context) (pocketllm.Settings, error) {
 	st.BatchVectors, st.Lambda, st.Beta = c.Int("batch"), c.Float64("lambda"), c.Float64("beta")
 	st.KMeansEvery, st.Hidden, st.Seed = c.Int("kmeans-every"), c.Int("hidden"), c.Uint64("seed")
 	st.RefineCandidates, st.RefinePasses = c.Int("refine"), c.Int("refine-passes")
+	st.KMeansInit = c.Bool("kmeans-init")
 	switch c.String("decoder-dtype") {
 	case "f16":
 	case "f32":

@@ -20,6 +20,13 @@ type Shape struct {
 	Latent int // latent size dz
 	Hidden int // MLP hidden width h
 	K      int // codebook entries
+	// Skip adds identity paths around the first encoder MLP and the last
+	// decoder MLP (z0 = x + E0(x), x_hat = y0 + D0(y3)) and drops the
+	// encoder's final norm (Ne3 goes unused), so that with the residual
+	// branches' output layers at zero the network is the identity and
+	// training starts from plain vector quantisation (see InitSkip). It
+	// needs Latent == Dim. Beyond the paper; METHOD.md's network has none.
+	Skip bool
 }
 
 // Validate reports an impossible shape.
@@ -29,6 +36,8 @@ func (s Shape) Validate() error {
 		return fmt.Errorf("meta network shape %+v: every size must be positive", s)
 	case s.K < 1 || s.K > 1<<24:
 		return fmt.Errorf("meta network shape: codebook size %d outside [1, 2^24]", s.K)
+	case s.Skip && s.Latent != s.Dim:
+		return fmt.Errorf("meta network shape: identity paths need the latent size (%d) to equal the sub-vector length (%d)", s.Latent, s.Dim)
 	}
 	return nil
 }
@@ -118,4 +127,19 @@ func uniform(dst []float32, fanIn int, rng *rand.Rand) {
 	for i := range dst {
 		dst[i] = float32((2*rng.Float64() - 1) * b)
 	}
+}
+
+// InitSkip returns a parameter vector for a Skip shape that starts as the
+// identity: Init's values with the output layer (W2, B2) of every MLP set to
+// zero, so every residual branch adds nothing: z = x and x_hat = y0 = C[idx].
+// The codebook is left for the caller to fill (k-means on the latents).
+func InitSkip(s Shape, rng *rand.Rand) []float32 {
+	p := Init(s, rng)
+	v := s.ViewsOf(p)
+	_, d1, _, d2, _, d0 := v.Decoder.Parts()
+	for _, m := range []bindings.MLP{v.E0, v.E1, v.E2, d1, d2, d0} {
+		clear(m.W2())
+		clear(m.B2())
+	}
+	return p
 }

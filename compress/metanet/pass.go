@@ -55,19 +55,32 @@ func NewWorkspace(s Shape, maxRows int) *Workspace {
 // Encode runs the encoder over rows weight rows x ([rows*E, Dim]) and returns
 // the latents ([rows*E, Latent], valid until the next call).
 //
-//	z = E0(x);  z = z + E1(Ne1(z));  z = Ne3(z + E2(Ne2(z)))
+//	z = E0(x);      z = z + E1(Ne1(z));  z = Ne3(z + E2(Ne2(z)))
+//	z = x + E0(x);  z = z + E1(Ne1(z));  z = z + E2(Ne2(z))       (Skip)
 func (w *Workspace) Encode(k bindings.Kernels, v Views, x []float32, rows int) ([]float32, error) {
 	b := rows * w.s.E
 	lat := w.s.Latent
 	steps := []func() error{
 		func() error { return k.MLPForward(v.E0, x, b, w.pre0, w.z0) },
+		func() error {
+			if w.s.Skip {
+				addTo(w.z0[:b*lat], x)
+			}
+			return nil
+		},
 		func() error { return k.RLNForward(v.Ne1, w.z0, rows, w.t1, w.m1, w.r1) },
 		func() error { return k.MLPForward(v.E1, w.t1, b, w.pre1, w.u1) },
 		func() error { add(w.z1[:b*lat], w.z0, w.u1); return nil },
 		func() error { return k.RLNForward(v.Ne2, w.z1, rows, w.t2, w.m2, w.r2) },
 		func() error { return k.MLPForward(v.E2, w.t2, b, w.pre2, w.u2) },
 		func() error { add(w.s2[:b*lat], w.z1, w.u2); return nil },
-		func() error { return k.RLNForward(v.Ne3, w.s2, rows, w.z, w.m3, w.r3) },
+		func() error {
+			if w.s.Skip {
+				copy(w.z[:b*lat], w.s2) // no final norm: the encoder starts as the identity
+				return nil
+			}
+			return k.RLNForward(v.Ne3, w.s2, rows, w.z, w.m3, w.r3)
+		},
 	}
 	if err := run(steps); err != nil {
 		return nil, err
@@ -170,6 +183,12 @@ func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x, wts []float
 		func() error { add(w.sd[:b*lat], w.y1, w.v2); return nil },
 		func() error { return k.RLNForward(n3, w.sd, rows, w.y3, w.n3m, w.n3r) },
 		func() error { return k.MLPForward(d0, w.y3, b, w.preD0, w.xhat) },
+		func() error {
+			if s.Skip {
+				addTo(w.xhat[:b*s.Dim], w.y0)
+			}
+			return nil
+		},
 	}
 	if err := run(fwd); err != nil {
 		return 0, err
@@ -196,7 +215,13 @@ func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x, wts []float
 		func() error { addTo(w.g1[:b*lat], w.g2); return nil },
 		func() error { return k.MLPBackward(d1, gd1, w.a1, w.preD1, w.g1, b, w.gtmp) },
 		func() error { return k.RLNBackward(n1, gn1, w.y0, w.gtmp, rows, w.n1m, w.n1r, w.g0) },
-		func() error { addTo(w.g0[:b*lat], w.g1); return nil },
+		func() error {
+			addTo(w.g0[:b*lat], w.g1)
+			if s.Skip {
+				addTo(w.g0[:b*lat], w.dxhat) // the identity path from y0 to x_hat
+			}
+			return nil
+		},
 	}
 	return se / sw, run(bwd)
 }
@@ -208,7 +233,13 @@ func (w *Workspace) encoderBackward(k bindings.Kernels, v, grad Views, x []float
 	lat := w.s.Latent
 	// g2 is the gradient at s2, g1 at z1, g3 at z0.
 	steps := []func() error{
-		func() error { return k.RLNBackward(v.Ne3, grad.Ne3, w.s2, dz, rows, w.m3, w.r3, w.g2) },
+		func() error {
+			if w.s.Skip {
+				copy(w.g2[:b*lat], dz)
+				return nil
+			}
+			return k.RLNBackward(v.Ne3, grad.Ne3, w.s2, dz, rows, w.m3, w.r3, w.g2)
+		},
 		func() error { return k.MLPBackward(v.E2, grad.E2, w.t2, w.pre2, w.g2, b, w.gtmp) },
 		func() error { return k.RLNBackward(v.Ne2, grad.Ne2, w.z1, w.gtmp, rows, w.m2, w.r2, w.g1) },
 		func() error { addTo(w.g1[:b*lat], w.g2); return nil },
@@ -217,7 +248,7 @@ func (w *Workspace) encoderBackward(k bindings.Kernels, v, grad Views, x []float
 		func() error { addTo(w.g3[:b*lat], w.g1); return nil },
 		func() error { return k.MLPBackward(v.E0, grad.E0, x, w.pre0, w.g3, b, nil) },
 	}
-	return run(steps)
+	return run(steps) // the identity path around E0 ends at the input: nothing to propagate
 }
 
 // Indices are the codeword indices the last Step or Encode+Assign chose.

@@ -90,6 +90,7 @@ type Settings struct {
 	Lambda       float64 `json:"lambda"`
 	Beta         float64 `json:"beta"`
 	KMeansEvery  int     `json:"kmeans_every"`
+	KMeansInit   bool    `json:"kmeans_init,omitempty"`
 	Refine       int     `json:"refine,omitempty"`
 	RefinePasses int     `json:"refine_passes,omitempty"`
 	Hidden       int     `json:"hidden"`
@@ -112,6 +113,8 @@ type GroupParams struct {
 	GELU      string  `json:"gelu"`
 	BestEpoch int     `json:"best_epoch"`
 	ReconMSE  float64 `json:"recon_mse"`
+	// Skip: identity paths around the outer MLPs (x_hat = y0 + D0(y3)).
+	Skip bool `json:"skip,omitempty"`
 }
 
 // MemberParams is a member's measurements in the container (its scale is
@@ -247,7 +250,7 @@ func planGroup(g plan.Group, o CompressOptions) (plannedGroup, error) {
 		if o.MethodName == MethodVQ {
 			return vqBytes(g, s)
 		}
-		return pocketllmBytes(g, s, set.Hidden, set.DecoderF32)
+		return pocketllmBytes(g, s, set.Hidden, set.DecoderF32, set.KMeansInit)
 	}
 	if o.Bits > 0 {
 		s, b, err := plan.Choose(g, o.Bits, plan.Options{Dims: o.Dims, MaxLog2K: 16, Cost: cost})
@@ -284,7 +287,7 @@ func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
 		Method: o.MethodName, BitsTarget: o.Bits, Share: o.Share, Include: o.Include, Exclude: o.Exclude,
 		Epochs: st.Epochs, LR: st.LR, DecayEvery: st.DecayEvery, DecayFactor: st.DecayFactor,
 		BatchVectors: st.BatchVectors, Lambda: st.Lambda, Beta: st.Beta, KMeansEvery: st.KMeansEvery,
-		Refine: st.RefineCandidates, RefinePasses: st.RefinePasses,
+		Refine: st.RefineCandidates, RefinePasses: st.RefinePasses, KMeansInit: st.KMeansInit,
 		Hidden: st.Hidden, DecoderDType: dec, Seed: st.Seed, Backend: o.Kernels.Name(),
 		Calibration: o.Calibration,
 	}
@@ -348,7 +351,7 @@ func encodeGroup(g plan.Group, res *pocketllm.Result, decoderF32 bool) pllm.Grou
 	s := res.Shape
 	params, _ := json.Marshal(GroupParams{
 		Dim: s.Dim, Latent: s.Latent, Hidden: s.Hidden, K: s.K, E: s.E, Cols: g.Cols(),
-		GELU: "tanh", BestEpoch: res.BestEpoch, ReconMSE: res.ReconMSE,
+		GELU: "tanh", BestEpoch: res.BestEpoch, ReconMSE: res.ReconMSE, Skip: s.Skip,
 	})
 	mlp, rln := splitDecoder(s.E, s.Dim, s.Latent, s.Hidden, res.Decoder)
 	mlpArr := pllm.F16Array("decoder_mlp", mlp)

@@ -47,7 +47,7 @@ func decodePocketLLM(file string, g pllm.Group) (*pocketllm.Result, [][2]int, er
 	if err := json.Unmarshal(g.Params, &p); err != nil {
 		return nil, nil, fail("settings: %v", err)
 	}
-	s := metanet.Shape{E: p.E, Dim: p.Dim, Latent: p.Latent, Hidden: p.Hidden, K: p.K}
+	s := metanet.Shape{E: p.E, Dim: p.Dim, Latent: p.Latent, Hidden: p.Hidden, K: p.K, Skip: p.Skip}
 	if err := s.Validate(); err != nil {
 		return nil, nil, fail("%v", err)
 	}

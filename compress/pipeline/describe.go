@@ -38,7 +38,7 @@ func groupBytes(g plan.Group, method string, params any, arrays []pllm.ArrayInfo
 func subVectorCount(g plan.Group, dim int) int { return g.Rows() * ((g.Cols() + dim - 1) / dim) }
 
 // pocketllmBytes is what encodeGroup writes for a setting.
-func pocketllmBytes(g plan.Group, s plan.Setting, hidden int, decoderF32 bool) int64 {
+func pocketllmBytes(g plan.Group, s plan.Setting, hidden int, decoderF32, skip bool) int64 {
 	e := (g.Cols() + s.Dim - 1) / s.Dim
 	mlpEnc := pllm.F16
 	if decoderF32 {
@@ -52,7 +52,7 @@ func pocketllmBytes(g plan.Group, s plan.Setting, hidden int, decoderF32 bool) i
 		{Name: "scales", Encoding: pllm.F32, Count: len(g.Members)},
 	}
 	params := GroupParams{Dim: s.Dim, Latent: s.Dim, Hidden: hidden, K: s.K, E: e, Cols: g.Cols(), GELU: "tanh",
-		BestEpoch: longestEpoch, ReconMSE: longestFloat}
+		BestEpoch: longestEpoch, ReconMSE: longestFloat, Skip: skip}
 	return groupBytes(g, MethodPocketLLM, params, arrays)
 }
 

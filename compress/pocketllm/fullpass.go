@@ -2,6 +2,8 @@ package pocketllm
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sort"
 
 	"pocketllm-native/bindings"
@@ -59,7 +61,7 @@ func (f *fullPass) run(v metanet.Views) (float64, error) {
 	if err := f.assign(v); err != nil {
 		return 0, err
 	}
-	if err := f.t.k.Decode(v.Decoder, v.Codebook, f.idx, f.t.rows, f.out); err != nil {
+	if err := f.decode(v, f.idx); err != nil {
 		return 0, err
 	}
 	return f.mse(), nil
@@ -81,6 +83,56 @@ func (f *fullPass) mse() float64 {
 	return se / sw
 }
 
+// decode reconstructs every row from idx into f.out.
+func (f *fullPass) decode(v metanet.Views, idx []int32) error {
+	return decodeRows(f.t.k, f.s, v.Decoder, v.Codebook, idx, f.t.rows, f.out)
+}
+
+// decodeRows runs the decoder kernel and, for a shape with identity paths,
+// adds each sub-vector's codeword (the path around D0).
+func decodeRows(k bindings.Kernels, s metanet.Shape, dec bindings.Decoder, c []float32, idx []int32, rows int, out []float32) error {
+	if err := k.Decode(dec, c, idx, rows, out); err != nil {
+		return err
+	}
+	if s.Skip {
+		d := s.Dim
+		for i, j := range idx[:rows*s.E] {
+			o := out[i*d : (i+1)*d]
+			for q, cv := range c[int(j)*d : (int(j)+1)*d] {
+				o[q] += cv
+			}
+		}
+	}
+	return nil
+}
+
+// kmeansInit fills the codebook with k-means of the initial latents: K
+// distinct latents drawn by rng, then Lloyd steps until no assignment
+// changes (at most kmeansInitSteps). It returns the full-pass MSE.
+func (f *fullPass) kmeansInit(v metanet.Views, rng *rand.Rand) (float64, error) {
+	if err := f.encode(v); err != nil {
+		return 0, err
+	}
+	lat, n := f.s.Latent, len(f.idx)
+	for j, i := range rng.Perm(n)[:f.s.K] {
+		copy(v.Codebook[j*lat:(j+1)*lat], f.z[i*lat:(i+1)*lat])
+	}
+	prev := make([]int32, n)
+	for step := 0; step < kmeansInitSteps; step++ {
+		copy(prev, f.idx)
+		if err := f.lloydStep(v); err != nil {
+			return 0, err
+		}
+		if step > 0 && slices.Equal(prev, f.idx) {
+			break
+		}
+	}
+	return f.run(v)
+}
+
+// kmeansInitSteps bounds the Lloyd steps of the initialisation.
+const kmeansInitSteps = 25
+
 // kmeansRefresh is one exact Lloyd step on the latents: each codeword becomes
 // the mean of the latents assigned to it, and each dead codeword (none
 // assigned) is re-seeded from a latent with one of the largest errors.
@@ -88,6 +140,11 @@ func (f *fullPass) kmeansRefresh(v metanet.Views) error {
 	if err := f.encode(v); err != nil {
 		return err
 	}
+	return f.lloydStep(v)
+}
+
+// lloydStep is kmeansRefresh on the latents already in f.z.
+func (f *fullPass) lloydStep(v metanet.Views) error {
 	if err := f.assign(v); err != nil {
 		return err
 	}
@@ -153,7 +210,7 @@ func Reconstruct(k bindings.Kernels, res *Result, shapes [][2]int) ([][]float32,
 			return nil, fmt.Errorf("reconstruct: %d indices, matrix %d needs up to %d", len(res.Indices), i, at+n)
 		}
 		buf := make([]float32, rows*rowLen)
-		if err := k.Decode(dec, res.Codebook, res.Indices[at:at+n], rows, buf); err != nil {
+		if err := decodeRows(k, s, dec, res.Codebook, res.Indices[at:at+n], rows, buf); err != nil {
 			return nil, err
 		}
 		at += n

@@ -51,7 +51,7 @@ func (f *fullPass) refine(v metanet.Views, candidates, passes int) error {
 		}
 		return se
 	}
-	if err := t.k.Decode(v.Decoder, v.Codebook, f.idx, t.rows, f.out); err != nil {
+	if err := f.decode(v, f.idx); err != nil {
 		return err
 	}
 	best := make([]float64, t.rows)
@@ -72,7 +72,7 @@ func (f *fullPass) refine(v metanet.Views, candidates, passes int) error {
 				if !changed {
 					continue
 				}
-				if err := t.k.Decode(v.Decoder, v.Codebook, trial, t.rows, f.out); err != nil {
+				if err := f.decode(v, trial); err != nil {
 					return err
 				}
 				for r := 0; r < t.rows; r++ {

@@ -37,7 +37,13 @@ type Settings struct {
 	// error, trying that many nearest codewords per sub-vector (see refine).
 	RefineCandidates int
 	RefinePasses     int // passes over the row positions (0: 1)
-	Seed             uint64
+	// KMeansInit gives the network identity paths (metanet.Shape.Skip),
+	// starts every residual branch at zero and the codebook at k-means of
+	// the initial latents, so training starts from plain vector
+	// quantisation's error and the best epoch can only be better. Needs
+	// Latent == Dim. Beyond the paper.
+	KMeansInit bool
+	Seed       uint64
 
 	// DecoderF32 stores the decoder MLPs in fp32 instead of fp16.
 	DecoderF32 bool
@@ -91,6 +97,10 @@ func (s Settings) latent() int {
 	return s.Latent
 }
 
+func (s Settings) shape(cols int) metanet.Shape {
+	return metanet.Shape{E: (cols + s.Dim - 1) / s.Dim, Dim: s.Dim, Latent: s.latent(), Hidden: s.Hidden, K: s.K, Skip: s.KMeansInit}
+}
+
 // Matrix is one weight matrix, [Rows, Cols] row-major.
 type Matrix struct {
 	Name       string
@@ -121,7 +131,8 @@ type Result struct {
 	Indices  []int32   // every member's rows in member order, E per row
 	Scales   []float32 // one per member
 	NMSE     []float64 // per member: ||W - W_hat||^2 / ||W||^2
-	// BestEpoch is the epoch (from 1) whose parameters were kept.
+	// BestEpoch is the epoch (from 1) whose parameters were kept; 0 is the
+	// k-means initialisation (Settings.KMeansInit).
 	BestEpoch int
 	ReconMSE  float64 // full-pass MSE of the kept parameters (scaled weights)
 }
@@ -145,13 +156,16 @@ func Compress(k bindings.Kernels, mats []Matrix, st Settings, progress func(Prog
 			return nil, fmt.Errorf("%s: %d values for a %dx%d matrix", m.Name, len(m.Data), m.Rows, m.Cols)
 		}
 	}
-	shape := metanet.Shape{E: (cols + st.Dim - 1) / st.Dim, Dim: st.Dim, Latent: st.latent(), Hidden: st.Hidden, K: st.K}
+	shape := st.shape(cols)
 	if err := shape.Validate(); err != nil {
 		return nil, err
 	}
 	data, scales, err := subVectors(mats, shape)
 	if err != nil {
 		return nil, err
+	}
+	if n := len(data) / shape.Dim; st.KMeansInit && st.K > n {
+		return nil, fmt.Errorf("k-means initialisation of %d codewords from only %d sub-vectors", st.K, n)
 	}
 	t := newTrainer(k, st, shape, data, mats)
 	if err := t.run(st.Seed, nameStream(mats), progress); err != nil {
@@ -268,6 +282,30 @@ func NormalizedWeights(w []float32) []float32 {
 	return out
 }
 
+// CheckColWeight reports column weights w for a matrix of cols columns
+// that are neither nil nor cols finite non-negative values with a positive
+// sum (what NormalizedWeights needs). The message names no matrix; callers
+// add that.
+func CheckColWeight(w []float32, cols int) error {
+	if w == nil {
+		return nil
+	}
+	if len(w) != cols {
+		return fmt.Errorf("%d column weights for %d columns", len(w), cols)
+	}
+	var sum float64
+	for c, v := range w {
+		if !(v >= 0) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("column weight %v at column %d: need a finite value >= 0", v, c)
+		}
+		sum += float64(v)
+	}
+	if sum == 0 {
+		return fmt.Errorf("column weights are all zero")
+	}
+	return nil
+}
+
 // rowWeights is the loss weight row of row r.
 func (t *trainer) rowWeights(r int) []float32 { return t.memberW[t.rowMember[r]] }
 
@@ -283,7 +321,20 @@ func (t *trainer) rowsPerBatch() int {
 func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 	s := t.shape
 	rng := rand.New(rand.NewPCG(seed, stream))
-	p := metanet.Init(s, rng)
+	full := newFullPass(t, s)
+	var p []float32
+	t.bestMSE = math.Inf(1)
+	if t.st.KMeansInit {
+		p = metanet.InitSkip(s, rng)
+		mse, err := full.kmeansInit(s.ViewsOf(p), rng)
+		if err != nil {
+			return err
+		}
+		// Epoch 0, plain vector quantisation, is the first candidate.
+		t.bestMSE, t.best = mse, append([]float32(nil), p...)
+	} else {
+		p = metanet.Init(s, rng)
+	}
 	grad := make([]float32, len(p))
 	m := make([]float32, len(p))
 	v := make([]float32, len(p))
@@ -298,11 +349,9 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 	for i := range order {
 		order[i] = int32(i)
 	}
-	full := newFullPass(t, s)
 	loss := metanet.Loss{Lambda: t.st.Lambda, Beta: t.st.Beta}
 	start := time.Now()
 	step := 0
-	t.bestMSE = math.Inf(1)
 	for epoch := 0; epoch < t.st.Epochs; epoch++ {
 		lr := t.st.LR * math.Pow(t.st.DecayFactor, float64(epoch/t.st.DecayEvery))
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
@@ -381,7 +430,7 @@ func (t *trainer) finish(res *Result, mats []Matrix) error {
 		if err := full.refine(v, t.st.RefineCandidates, max(1, t.st.RefinePasses)); err != nil {
 			return err
 		}
-		if err := t.k.Decode(v.Decoder, v.Codebook, full.idx, t.rows, full.out); err != nil {
+		if err := full.decode(v, full.idx); err != nil {
 			return err
 		}
 		mse = full.mse()
@@ -440,7 +489,7 @@ func TimeEpochs(k bindings.Kernels, mats []Matrix, st Settings) (time.Duration, 
 	if err := st.Validate(); err != nil {
 		return 0, err
 	}
-	shape := metanet.Shape{E: (mats[0].Cols + st.Dim - 1) / st.Dim, Dim: st.Dim, Latent: st.latent(), Hidden: st.Hidden, K: st.K}
+	shape := st.shape(mats[0].Cols)
 	data, _, err := subVectors(mats, shape)
 	if err != nil {
 		return 0, err

@@ -217,3 +217,47 @@ func TestRefineNeverRaisesTheError(t *testing.T) {
 		}
 	}
 }
+
+func TestKMeansInitStartsFromVectorQuantisation(t *testing.T) {
+	k := bindings.Go()
+	mats := []Matrix{lowRank("a", 48, 20, 21), lowRank("b", 32, 20, 22)}
+	st := quick(4, 32)
+	st.KMeansInit = true
+	// A learning rate that wrecks training: the kept parameters must be the
+	// k-means initialisation (epoch 0), which already reconstructs well.
+	wild := st
+	wild.LR = 50
+	init, err := Compress(k, mats, wild, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if init.BestEpoch != 0 {
+		t.Fatalf("kept epoch %d of a wrecked run, want the initialisation", init.BestEpoch)
+	}
+	for i, n := range init.NMSE {
+		if !(n < 0.3) {
+			t.Errorf("%s: k-means initialisation NMSE %.3f", mats[i].Name, n)
+		}
+	}
+	trained, err := Compress(k, mats, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trained.ReconMSE > init.ReconMSE {
+		t.Fatalf("training from the k-means start ended worse (%.5f) than the start (%.5f)", trained.ReconMSE, init.ReconMSE)
+	}
+	out, err := Reconstruct(k, trained, [][2]int{{48, 20}, {32, 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range mats {
+		if got := NMSE(m.Data, out[i]); got != trained.NMSE[i] {
+			t.Fatalf("%s: reconstruction NMSE %v, reported %v", m.Name, got, trained.NMSE[i])
+		}
+	}
+	bad := st
+	bad.K = 1000
+	if _, err := Compress(k, mats, bad, nil); err == nil {
+		t.Fatal("k-means initialisation with more codewords than sub-vectors was accepted")
+	}
+}
