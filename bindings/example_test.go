@@ -15,7 +15,7 @@ func ExampleSelect() {
 	}
 	defer bindings.Close(k)
 
-	latents := []float32{0.9, 0.1, -1, -1.2} // two latents of size 2
+	latents := []float32{0.9, 0.1, -1, -1.2}  // two latents of size 2
 	codebook := []float32{0, 0, 1, 0, -1, -1} // three codewords
 	idx := make([]int32, 2)
 	if err := k.Assign(latents, 2, 2, codebook, 3, idx, nil); err != nil {

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -12,6 +11,7 @@ import (
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/pipeline"
 	"pocketllm-native/compress/tokenizer"
+	"pocketllm-native/internal/atomicfile"
 )
 
 // evalResult is `eval --json`: the comparison plus what the .pllm file states.
@@ -58,19 +58,11 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	res := evalResult{Model: c.String("model"), Compressed: c.String("compressed"), Text: c.String("text")}
-	var comp *llama.Model
+	comp, err := openModel(c, c.String("compressed"))
+	if err != nil {
+		return err
+	}
 	if path := c.String("compressed"); strings.HasSuffix(path, ".pllm") {
-		k, err := kernels(c)
-		if err != nil {
-			return err
-		}
-		cfg, tensors, err := pipeline.LoadModel(path, k)
-		if err != nil {
-			return err
-		}
-		if comp, err = llama.FromTensors(cfg, tensors); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
 		rep, err := pipeline.Inspect(path)
 		if err != nil {
 			return err
@@ -81,8 +73,6 @@ func runEval(c *cli.Context) error {
 				res.Tensors = append(res.Tensors, t)
 			}
 		}
-	} else if comp, err = llama.Open(path); err != nil {
-		return err
 	}
 	opt := eval.Options{}
 	if !c.Bool("json") && isTerminal(os.Stderr) {
@@ -113,6 +103,27 @@ func runEval(c *cli.Context) error {
 	return nil
 }
 
+// openModel opens a checkpoint, or reconstructs a .pllm file in memory with
+// the backend the flags choose.
+func openModel(c *cli.Context, path string) (*llama.Model, error) {
+	if !strings.HasSuffix(path, ".pllm") {
+		return llama.Open(path)
+	}
+	k, err := kernels(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg, tensors, err := pipeline.LoadModel(path, k)
+	if err != nil {
+		return nil, err
+	}
+	m, err := llama.FromTensors(cfg, tensors)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
 func generateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
@@ -135,20 +146,8 @@ func generateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var m *llama.Model
-			if path := c.String("model"); strings.HasSuffix(path, ".pllm") {
-				k, err := kernels(c)
-				if err != nil {
-					return err
-				}
-				cfg, tensors, err := pipeline.LoadModel(path, k)
-				if err != nil {
-					return err
-				}
-				if m, err = llama.FromTensors(cfg, tensors); err != nil {
-					return fmt.Errorf("%s: %w", path, err)
-				}
-			} else if m, err = llama.Open(path); err != nil {
+			m, err := openModel(c, c.String("model"))
+			if err != nil {
 				return err
 			}
 			if n := c.Int("samples"); n > 0 || c.IsSet("out") {
@@ -181,36 +180,5 @@ func writeSamples(c *cli.Context, m *llama.Model, tok tokenizer.Tokenizer, n int
 		b.WriteString(strings.Join(strings.Fields(g.Text), " "))
 		b.WriteByte('\n')
 	}
-	return writeFileAtomic(out, []byte(b.String()), c.Bool("force"))
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames
-// it into place; an existing path is an error unless force is set.
-func writeFileAtomic(path string, data []byte, force bool) error {
-	if _, err := os.Lstat(path); err == nil && !force {
-		return fmt.Errorf("%s already exists; pass --force to replace it", path)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("%s: %v", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("%s: %v", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("%s: %v", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("%s: %v", path, err)
-	}
-	return nil
+	return atomicfile.Write(out, []byte(b.String()), c.Bool("force"))
 }

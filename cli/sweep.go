@@ -15,7 +15,7 @@ import (
 // sweepTrainingFlags are compress's flags that sweep passes through, taken
 // from compress's own definitions so the two commands cannot drift apart.
 var sweepTrainingFlags = []string{
-	"dims", "epochs", "lr", "decay-every", "batch", "lambda", "beta", "kmeans-every", "refine", "refine-passes",
+	"dims", "epochs", "lr", "decay-every", "batch", "lambda", "beta", "kmeans-every", "kmeans-init", "refine", "refine-passes",
 	"hidden", "decoder-dtype", "seed", "vq-iters", "include", "exclude", "calibration", "calibration-tokens",
 }
 

@@ -16,25 +16,8 @@ import (
 	"pocketllm-native/compress/pipeline"
 	"pocketllm-native/compress/sweep"
 	"pocketllm-native/compress/tokenizer"
+	"pocketllm-native/internal/sharedtest"
 )
-
-// sharedFile finds a file under ../shared from the repository root, or
-// skips.
-func sharedFile(t *testing.T, rel ...string) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(append([]string{dir, "..", "shared"}, rel...)...)
-			if _, err := os.Stat(p); err != nil {
-				t.Skipf("%s not found (the shared model and data folder is absent): %v", p, err)
-			}
-			return p
-		}
-	}
-	t.Skip("repository root not found")
-	return ""
-}
 
 func runApp(args ...string) (string, error) {
 	var out bytes.Buffer
@@ -45,9 +28,9 @@ func runApp(args ...string) (string, error) {
 }
 
 func TestSweepStories260K(t *testing.T) {
-	model := sharedFile(t, "models", "stories260K", "stories260K.bin")
-	tokPath := sharedFile(t, "models", "stories260K", "tok512.bin")
-	sample := sharedFile(t, "data", "tinystories-valid-sample.txt")
+	model := sharedtest.Stories260K(t)
+	tokPath := sharedtest.Tokenizer(t)
+	sample := sharedtest.ValidText(t)
 
 	// Two stories keep the scoring short.
 	dir := t.TempDir()

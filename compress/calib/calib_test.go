@@ -1,37 +1,20 @@
 package calib
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"pocketllm-native/compress/eval"
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/tokenizer"
+	"pocketllm-native/internal/sharedtest"
 )
 
-func shared(t *testing.T, rel string) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "..", "shared", rel)
-			if _, err := os.Stat(p); err != nil {
-				t.Skipf("%s not found (the shared folder is absent)", p)
-			}
-			return p
-		}
-	}
-	t.Skip("repository root not found")
-	return ""
-}
-
 func TestCollectOnStories(t *testing.T) {
-	m, err := llama.Open(shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama.Open(sharedtest.Stories260K(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := tokenizer.Load(shared(t, "models/stories260K/tok512.bin"))
+	tok, err := tokenizer.Load(sharedtest.Tokenizer(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,34 +14,12 @@ import (
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/tokenizer"
+	"pocketllm-native/internal/sharedtest"
 )
-
-func sharedPath(t testing.TB, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("no go.mod above the test directory; cannot locate ../shared/%s", rel)
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s not found (the shared models and data live beside the repository): %v", p, err)
-	}
-	return p
-}
 
 func stories(t testing.TB) (*llama.Model, tokenizer.Tokenizer, map[string][]float32) {
 	t.Helper()
-	src, err := checkpoint.Open(sharedPath(t, "models/stories260K/stories260K.bin"))
+	src, err := checkpoint.Open(sharedtest.Stories260K(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +35,7 @@ func stories(t testing.TB) (*llama.Model, tokenizer.Tokenizer, map[string][]floa
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := tokenizer.Load(sharedPath(t, "models/stories260K/tok512.bin"))
+	tok, err := tokenizer.Load(sharedtest.Tokenizer(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +44,7 @@ func stories(t testing.TB) (*llama.Model, tokenizer.Tokenizer, map[string][]floa
 
 func TestPerplexityStories260K(t *testing.T) {
 	m, tok, _ := stories(t)
-	lines, err := ReadLines(sharedPath(t, "data/tinystories-valid-sample.txt"))
+	lines, err := ReadLines(sharedtest.ValidText(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +76,7 @@ func TestPerplexityStories260K(t *testing.T) {
 
 func TestCompareSelfStories260K(t *testing.T) {
 	m, tok, _ := stories(t)
-	lines, err := ReadLines(sharedPath(t, "data/tinystories-valid-sample.txt"))
+	lines, err := ReadLines(sharedtest.ValidText(t))
 	if err != nil {
 		t.Fatal(err)
 	}

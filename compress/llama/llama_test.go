@@ -14,36 +14,12 @@ import (
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/safetensors"
 	"pocketllm-native/compress/tokenizer"
+	"pocketllm-native/internal/sharedtest"
 )
-
-// sharedPath returns ../shared/<rel> seen from the module root, skipping
-// the test when it is absent.
-func sharedPath(t testing.TB, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("no go.mod above the test directory; cannot locate ../shared/%s", rel)
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s not found (the shared models and data live beside the repository): %v", p, err)
-	}
-	return p
-}
 
 func loadStories(t testing.TB) *Model {
 	t.Helper()
-	m, err := Open(sharedPath(t, "models/stories260K/stories260K.bin"))
+	m, err := Open(sharedtest.Stories260K(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +42,7 @@ func argmax(v []float32) int {
 
 func TestGreedyStories260K(t *testing.T) {
 	m := loadStories(t)
-	tok, err := tokenizer.Load(sharedPath(t, "models/stories260K/tok512.bin"))
+	tok, err := tokenizer.Load(sharedtest.Tokenizer(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +74,7 @@ func TestGreedyStories260K(t *testing.T) {
 // legacyWeights reads stories260K.bin with its own parser, keeping q and k
 // in llama2.c's interleaved layout: an independent path to the weights.
 func legacyWeights(t *testing.T) (cfg checkpoint.LlamaConfig, w map[string][]float64) {
-	data, err := os.ReadFile(sharedPath(t, "models/stories260K/stories260K.bin"))
+	data, err := os.ReadFile(sharedtest.Stories260K(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +466,7 @@ func BenchmarkForwardStories260K(b *testing.B) {
 // and model.safetensors, in F16) and checks that the model loaded from it
 // computes what the llama2c file gives with the same rounding applied.
 func TestOpenHFFolder(t *testing.T) {
-	src, err := checkpoint.Open(sharedPath(t, "models/stories260K/stories260K.bin"))
+	src, err := checkpoint.Open(sharedtest.Stories260K(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,35 +15,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/internal/sharedtest"
 )
 
-// stories260K returns the path of the shared stories260K checkpoint,
-// found as ../shared beside the module root, or skips the test.
-func stories260K(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("stories260K not available: no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "models", "stories260K", "stories260K.bin")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("stories260K not available (%s is absent); it lives in ../shared beside the repository", p)
-	}
-	return p
-}
-
 func TestStories260K(t *testing.T) {
-	path := stories260K(t)
+	path := sharedtest.Stories260K(t)
 	f, err := Open(path)
 	if err != nil {
 		t.Fatal(err)

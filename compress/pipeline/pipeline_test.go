@@ -12,25 +12,8 @@ import (
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/internal/sharedtest"
 )
-
-// storiesPath finds ../shared/models/stories260K/stories260K.bin from the
-// repository root, or skips.
-func storiesPath(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			p := filepath.Join(dir, "..", "shared", "models", "stories260K", "stories260K.bin")
-			if _, err := os.Stat(p); err != nil {
-				t.Skipf("stories260K not found at %s (the shared model folder is absent): %v", p, err)
-			}
-			return p
-		}
-	}
-	t.Skip("repository root not found")
-	return ""
-}
 
 // fastOptions keeps the round trip quick: a short schedule, same method.
 func fastOptions(in, out string, bits float64, share string) CompressOptions {
@@ -43,7 +26,7 @@ func fastOptions(in, out string, bits float64, share string) CompressOptions {
 }
 
 func TestStoriesRoundTrip(t *testing.T) {
-	src := storiesPath(t)
+	src := sharedtest.Stories260K(t)
 	dir := t.TempDir()
 	orig, err := checkpoint.Open(src)
 	if err != nil {
@@ -161,7 +144,7 @@ func checkReconstruction(t *testing.T, orig *checkpoint.Source, path string, rep
 }
 
 func TestCompressIsDeterministic(t *testing.T) {
-	src := storiesPath(t)
+	src := sharedtest.Stories260K(t)
 	dir := t.TempDir()
 	var files [][]byte
 	for i := 0; i < 2; i++ {
@@ -183,7 +166,7 @@ func TestCompressIsDeterministic(t *testing.T) {
 }
 
 func TestBadInputLeavesNothing(t *testing.T) {
-	src := storiesPath(t)
+	src := sharedtest.Stories260K(t)
 	dir := t.TempDir()
 	truncated := filepath.Join(dir, "truncated.bin")
 	b, _ := os.ReadFile(src)
@@ -237,7 +220,7 @@ func TestBadInputLeavesNothing(t *testing.T) {
 }
 
 func TestDecompressRefusesCorruptContainer(t *testing.T) {
-	src := storiesPath(t)
+	src := sharedtest.Stories260K(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "s.pllm")
 	o := fastOptions(src, out, 4, plan.ShareKind)
@@ -270,14 +253,14 @@ func TestPaperExampleBits(t *testing.T) {
 	// METHOD.md: Llama 2-7B up_proj 11008x4096 at d=8, K=2^15 is about 1.97
 	// bits per weight (16.4x against FP32).
 	g := plan.Group{Name: "up", Members: []plan.Matrix{{Name: "model.layers.3.mlp.up_proj.weight", Rows: 11008, Cols: 4096, DType: "F16"}}}
-	bpw := 8 * float64(pocketllmBytes(g, plan.Setting{Dim: 8, K: 1 << 15}, 16, false)) / float64(g.Weights())
+	bpw := 8 * float64(pocketllmBytes(g, plan.Setting{Dim: 8, K: 1 << 15}, 16, false, false)) / float64(g.Weights())
 	if bpw < 1.96 || bpw > 1.98 {
 		t.Fatalf("%.4f bits per weight, the paper's accounting gives about 1.97", bpw)
 	}
 }
 
 func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
-	src := storiesPath(t)
+	src := sharedtest.Stories260K(t)
 	dir := t.TempDir()
 	orig, err := checkpoint.Open(src)
 	if err != nil {
@@ -318,7 +301,7 @@ func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
 }
 
 func TestNativeAndGoBackendsAgree(t *testing.T) {
-	src := storiesPath(t)
+	src := sharedtest.Stories260K(t)
 	cpu, _, err := bindings.Select(bindings.BackendCPU)
 	if err != nil {
 		if strings.Contains(os.Getenv("POCKETLLM_REQUIRE_BACKENDS"), "cpu") {

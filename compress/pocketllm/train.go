@@ -155,6 +155,9 @@ func Compress(k bindings.Kernels, mats []Matrix, st Settings, progress func(Prog
 		if m.Rows < 1 || m.Cols < 1 || len(m.Data) != m.Rows*m.Cols {
 			return nil, fmt.Errorf("%s: %d values for a %dx%d matrix", m.Name, len(m.Data), m.Rows, m.Cols)
 		}
+		if err := CheckColWeight(m.ColWeight, m.Cols); err != nil {
+			return nil, fmt.Errorf("%s: %w", m.Name, err)
+		}
 	}
 	shape := st.shape(cols)
 	if err := shape.Validate(); err != nil {

@@ -124,7 +124,7 @@ func Compress(m pocketllm.Matrix, st Settings, colWeight []float32) (*Result, er
 			return nil, fmt.Errorf("rtn: %s: non-finite weight %v at row %d, column %d", m.Name, v, i/m.Cols, i%m.Cols)
 		}
 	}
-	if err := checkColWeight(colWeight, m.Cols); err != nil {
+	if err := pocketllm.CheckColWeight(colWeight, m.Cols); err != nil {
 		return nil, fmt.Errorf("rtn: %s: %w", m.Name, err)
 	}
 	gpr := GroupsPerRow(m.Cols, st.GroupSize)
@@ -153,28 +153,6 @@ func Compress(m pocketllm.Matrix, st Settings, colWeight []float32) (*Result, er
 	}
 	res.NMSE = pocketllm.NMSE(m.Data, Reconstruct(res))
 	return res, nil
-}
-
-// checkColWeight reports column weights that are not nil and not cols
-// finite non-negative values with a positive sum.
-func checkColWeight(w []float32, cols int) error {
-	if w == nil {
-		return nil
-	}
-	if len(w) != cols {
-		return fmt.Errorf("%d column weights for %d columns", len(w), cols)
-	}
-	var sum float64
-	for c, v := range w {
-		if !(v >= 0) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("column weight %v at column %d: need a finite value >= 0", v, c)
-		}
-		sum += float64(v)
-	}
-	if sum == 0 {
-		return fmt.Errorf("column weights are all zero")
-	}
-	return nil
 }
 
 // Level is the reconstruction of code q with scale s and offset o, exactly

@@ -3,14 +3,13 @@ package rtn
 import (
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/fp16"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/internal/sharedtest"
 )
 
 func mat(name string, rows, cols int, data ...float32) pocketllm.Matrix {
@@ -240,33 +239,10 @@ func TestRefusesBadInput(t *testing.T) {
 	}
 }
 
-func sharedPath(t testing.TB, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared files not available: no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s is absent; it lives in ../shared beside the repository", p)
-	}
-	return p
-}
-
 // TestStories260K measures RTN on every projection of a real model and
 // checks that the clipping search never loses to plain min/max.
 func TestStories260K(t *testing.T) {
-	src, err := checkpoint.Open(sharedPath(t, "models/stories260K/stories260K.bin"))
+	src, err := checkpoint.Open(sharedtest.Stories260K(t))
 	if err != nil {
 		t.Fatal(err)
 	}

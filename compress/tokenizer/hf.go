@@ -318,7 +318,12 @@ func (t *HF) parseMerges(raw json.RawMessage) error {
 	return nil
 }
 
+// parseComponent reads a normalizer, pre-tokenizer or decoder. An absent or
+// null one is a nil component with no error: that step does nothing.
 func parseComponent(raw json.RawMessage) (component, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
 	var c component
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("not an object")
@@ -326,25 +331,29 @@ func parseComponent(raw json.RawMessage) (component, error) {
 	return c, nil
 }
 
-func (t *HF) parseNormalizer(raw json.RawMessage) error {
-	if isNull(raw) {
-		return nil
+// eachInSequence calls parse on every component of a Sequence, listed under
+// key ("normalizers", "pretokenizers" or "decoders"), in order.
+func (c component) eachInSequence(key string, parse func(json.RawMessage) error) error {
+	var subs []json.RawMessage
+	if err := json.Unmarshal(c[key], &subs); err != nil {
+		return fmt.Errorf("Sequence without a %s list", key)
 	}
+	for _, s := range subs {
+		if err := parse(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *HF) parseNormalizer(raw json.RawMessage) error {
 	c, err := parseComponent(raw)
-	if err != nil {
+	if c == nil || err != nil {
 		return err
 	}
 	switch c.typ() {
 	case "Sequence":
-		var subs []json.RawMessage
-		if err := json.Unmarshal(c["normalizers"], &subs); err != nil {
-			return fmt.Errorf("Sequence without a normalizers list")
-		}
-		for _, s := range subs {
-			if err := t.parseNormalizer(s); err != nil {
-				return err
-			}
-		}
+		return c.eachInSequence("normalizers", t.parseNormalizer)
 	case "Prepend":
 		p, ok := c.str("prepend")
 		if !ok {
@@ -392,20 +401,13 @@ func parseMetaspace(c component) (*hfMetaspace, error) {
 }
 
 func (t *HF) parsePreTokenizer(raw json.RawMessage) error {
-	if isNull(raw) {
-		return nil
-	}
 	c, err := parseComponent(raw)
-	if err != nil {
+	if c == nil || err != nil {
 		return err
 	}
 	switch c.typ() {
 	case "Sequence":
-		var subs []json.RawMessage
-		if err := json.Unmarshal(c["pretokenizers"], &subs); err != nil {
-			return fmt.Errorf("Sequence without a pretokenizers list")
-		}
-		for _, s := range subs {
+		return c.eachInSequence("pretokenizers", func(s json.RawMessage) error {
 			had := t.meta != nil
 			if err := t.parsePreTokenizer(s); err != nil {
 				return err
@@ -413,7 +415,8 @@ func (t *HF) parsePreTokenizer(raw json.RawMessage) error {
 			if had {
 				return fmt.Errorf("a Sequence of several Metaspace pre-tokenizers is not supported")
 			}
-		}
+			return nil
+		})
 	case "Metaspace":
 		ms, err := parseMetaspace(c)
 		if err != nil {
@@ -427,24 +430,13 @@ func (t *HF) parsePreTokenizer(raw json.RawMessage) error {
 }
 
 func (t *HF) parseDecoder(raw json.RawMessage) error {
-	if isNull(raw) {
-		return nil
-	}
 	c, err := parseComponent(raw)
-	if err != nil {
+	if c == nil || err != nil {
 		return err
 	}
 	switch c.typ() {
 	case "Sequence":
-		var subs []json.RawMessage
-		if err := json.Unmarshal(c["decoders"], &subs); err != nil {
-			return fmt.Errorf("Sequence without a decoders list")
-		}
-		for _, s := range subs {
-			if err := t.parseDecoder(s); err != nil {
-				return err
-			}
-		}
+		return c.eachInSequence("decoders", t.parseDecoder)
 	case "Replace":
 		from, err := c.literalPattern()
 		if err != nil {

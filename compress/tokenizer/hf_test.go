@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"pocketllm-native/internal/sharedtest"
 )
 
 type obj = map[string]any
@@ -134,16 +136,7 @@ func TestHFMatchesLlama2C(t *testing.T) {
 				if c.name == "metaspace split" && slices.ContainsFunc(got, func(id int) bool { return id >= 3 && id < 259 }) {
 					continue // a Metaspace decoder has no byte fallback: <0xE4> stays as text
 				}
-				if back := hf.DecodeAll(got); back != line {
-					t.Errorf("DecodeAll(Encode(%.50q)) = %.50q", line, back)
-				}
-				var sb strings.Builder
-				for i := 1; i < len(got); i++ {
-					sb.WriteString(hf.Decode(got[i-1], got[i]))
-				}
-				if sb.String() != line {
-					t.Errorf("streamed Decode of %.50q = %.50q", line, sb.String())
-				}
+				checkDecodes(t, hf, got, line)
 			}
 			t.Logf("%d lines, %d tokens identical to the llama2.c encoder", len(lines), n)
 		})
@@ -294,7 +287,7 @@ func TestHFRefusals(t *testing.T) {
 
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
-	tok512 := sharedPath(t, "models/stories260K/tok512.bin")
+	tok512 := sharedtest.Tokenizer(t)
 
 	// A folder with tokenizer.json and a tokenizer_config.json naming EOS.
 	hfDir := filepath.Join(dir, "hf")

@@ -6,40 +6,16 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-)
 
-// sharedPath returns ../shared/<rel> seen from the module root, skipping
-// the test when it is absent.
-func sharedPath(t testing.TB, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("no go.mod above the test directory; cannot locate ../shared/%s", rel)
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s not found (the shared models and data live beside the repository): %v", p, err)
-	}
-	return p
-}
+	"pocketllm-native/internal/sharedtest"
+)
 
 func loadTok512(t testing.TB) *Llama2C {
 	t.Helper()
-	p := sharedPath(t, "models/stories260K/tok512.bin")
+	p := sharedtest.Tokenizer(t)
 	tok, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +29,7 @@ func loadTok512(t testing.TB) *Llama2C {
 
 func sampleLines(t testing.TB) []string {
 	t.Helper()
-	data, err := os.ReadFile(sharedPath(t, "data/tinystories-valid-sample.txt"))
+	data, err := os.ReadFile(sharedtest.ValidText(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,17 +154,24 @@ func TestLlama2CEncodeMatchesRunC(t *testing.T) {
 func TestLlama2CRoundTrip(t *testing.T) {
 	tok := loadTok512(t)
 	for _, in := range append(sampleLines(t), "x", "中文 🙂 \xff", "  lead") {
-		ids := tok.Encode(in, true)
-		if got := tok.DecodeAll(ids); got != in {
-			t.Errorf("DecodeAll(Encode(%.40q)) = %.40q", in, got)
-		}
-		var sb strings.Builder
-		for i := 1; i < len(ids); i++ {
-			sb.WriteString(tok.Decode(ids[i-1], ids[i]))
-		}
-		if sb.String() != in {
-			t.Errorf("streamed Decode of %.40q = %.40q", in, sb.String())
-		}
+		checkDecodes(t, tok, tok.Encode(in, true), in)
+	}
+}
+
+// checkDecodes checks that ids, the encoding of text, decode back to text
+// both whole (DecodeAll) and streamed one token at a time after the first,
+// as a generator prints them (Decode).
+func checkDecodes(t *testing.T, tok Tokenizer, ids []int, text string) {
+	t.Helper()
+	if got := tok.DecodeAll(ids); got != text {
+		t.Errorf("DecodeAll(Encode(%.50q)) = %.50q", text, got)
+	}
+	var sb strings.Builder
+	for i := 1; i < len(ids); i++ {
+		sb.WriteString(tok.Decode(ids[i-1], ids[i]))
+	}
+	if sb.String() != text {
+		t.Errorf("streamed Decode of %.50q = %.50q", text, sb.String())
 	}
 }
 

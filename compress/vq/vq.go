@@ -173,7 +173,7 @@ func Compress(k bindings.Kernels, mats []pocketllm.Matrix, st Settings, colWeigh
 		}
 		rows += m.Rows
 	}
-	if err := checkColWeight(colWeight, cols); err != nil {
+	if err := pocketllm.CheckColWeight(colWeight, cols); err != nil {
 		return nil, fmt.Errorf("vq: %s: %w", mats[0].Name, err)
 	}
 	e := (cols + st.Dim - 1) / st.Dim
@@ -265,26 +265,6 @@ func Reconstruct(r *Result, shapes [][2]int) ([][]float32, error) {
 		return nil, fmt.Errorf("vq: reconstruct: %d indices left over", len(r.Indices)-at)
 	}
 	return out, nil
-}
-
-func checkColWeight(w []float32, cols int) error {
-	if w == nil {
-		return nil
-	}
-	if len(w) != cols {
-		return fmt.Errorf("%d column weights for %d columns", len(w), cols)
-	}
-	var sum float64
-	for c, v := range w {
-		if !(v >= 0) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("column weight %v at column %d: need a finite value >= 0", v, c)
-		}
-		sum += float64(v)
-	}
-	if sum == 0 {
-		return fmt.Errorf("column weights are all zero")
-	}
-	return nil
 }
 
 // nameStream derives the generator's stream from the members' names, so a

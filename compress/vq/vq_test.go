@@ -3,8 +3,6 @@ package vq
 import (
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,6 +12,7 @@ import (
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/pllm"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/internal/sharedtest"
 )
 
 // clustered makes a matrix whose sub-vectors of length dim gather around a
@@ -303,34 +302,11 @@ func TestRefusesBadInput(t *testing.T) {
 	}
 }
 
-func sharedPath(t testing.TB, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared files not available: no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s is absent; it lives in ../shared beside the repository", p)
-	}
-	return p
-}
-
 // TestStories260K quantises every projection of a real model with one
 // codebook per kind (the same projection of all layers) and reports the
 // error at the stored size.
 func TestStories260K(t *testing.T) {
-	src, err := checkpoint.Open(sharedPath(t, "models/stories260K/stories260K.bin"))
+	src, err := checkpoint.Open(sharedtest.Stories260K(t))
 	if err != nil {
 		t.Fatal(err)
 	}

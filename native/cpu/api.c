@@ -1,6 +1,7 @@
 /*
- * api.c - the exported functions of libpocketllm_cpu.so: argument checks,
- * contexts, the choice of SIMD path, and the kernels that need no SIMD.
+ * api.c - the exported functions of libpocketllm_cpu.so: contexts, the
+ * choice of SIMD path, the kernels that need no SIMD, and the argument checks
+ * (../common/checks.h, shared with the CUDA library) before every kernel.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -21,6 +22,9 @@ struct pllm_ctx {
     char device[96];
     char err[512];
 };
+
+/* After struct pllm_ctx: the checks record their messages in ctx->err. */
+#include "../common/checks.h"
 
 int pllm_fail(pllm_ctx *ctx, int code, const char *fmt, ...) {
     va_list ap;
@@ -140,69 +144,19 @@ PLLM_API const char *pllm_ctx_error(const pllm_ctx *ctx) { return ctx ? ctx->err
 
 PLLM_API const char *pllm_ctx_device(const pllm_ctx *ctx) { return ctx ? ctx->device : "NULL context"; }
 
-/* ---- argument checks ---- */
-
-/* Sizes are capped so that every product the kernels form fits comfortably
- * in int64 and every per-row buffer in memory. */
-#define MAX_DIM (1 << 20)
-
-#define CHECK_CTX()                            \
-    do {                                       \
-        if (!ctx) return PLLM_ERR_INVALID_ARG; \
-        ctx->err[0] = 0;                       \
-    } while (0)
-#define REQUIRE(cond, ...)                                                \
-    do {                                                                  \
-        if (!(cond)) return pllm_fail(ctx, PLLM_ERR_INVALID_ARG, __VA_ARGS__); \
-    } while (0)
-#define DIM_OK(name, v) REQUIRE((v) >= 1 && (v) <= MAX_DIM, "%s: %s = %lld outside [1, %d]", fn, name, (long long)(v), MAX_DIM)
-#define COUNT_OK(name, v) REQUIRE((v) >= 0 && (v) <= ((int64_t)1 << 40), "%s: %s = %lld is negative or too large", fn, name, (long long)(v))
-#define PTR_OK(name, ptr, needed) REQUIRE((ptr) || !(needed), "%s: %s is NULL", fn, name)
-
-static int check_indices(pllm_ctx *ctx, const char *fn, const int32_t *idx, int64_t n, int64_t k) {
-    int64_t bad = -1;
-    /* A parallel scan would only help for indices not in cache; the callers
-     * (decode, stats) stream the same memory right after. */
-    for (int64_t i = 0; i < n; i++) {
-        if (idx[i] < 0 || (int64_t)idx[i] >= k) {
-            bad = i;
-            break;
-        }
-    }
-    if (bad >= 0)
-        return pllm_fail(ctx, PLLM_ERR_INDEX_RANGE, "%s: idx[%lld] = %d is outside [0, %lld)", fn, (long long)bad,
-                         idx[bad], (long long)k);
-    return PLLM_OK;
-}
-
 /* ---- kernels ---- */
 
 PLLM_API int pllm_assign(pllm_ctx *ctx, const float *z, int64_t n, int32_t dz, const float *c, int64_t k,
                          int32_t *idx, float *dist) {
-    const char *fn = "assign";
-    CHECK_CTX();
-    COUNT_OK("n", n);
-    DIM_OK("dz", dz);
-    REQUIRE(k >= 1 && k <= INT32_MAX, "assign: k = %lld outside [1, %d]", (long long)k, INT32_MAX);
-    PTR_OK("z", z, n > 0);
-    PTR_OK("c", c, 1);
-    PTR_OK("idx", idx, n > 0);
+    int st = pllm_check_assign(ctx, z, n, dz, c, k, idx);
+    if (st) return st;
     if (n == 0) return PLLM_OK;
     return ctx->k->assign(ctx, z, n, dz, c, k, idx, dist);
 }
 
 PLLM_API int pllm_codebook_stats(pllm_ctx *ctx, const float *z, int64_t n, int32_t dz, const int32_t *idx,
                                  int64_t k, double *sums, int64_t *counts) {
-    const char *fn = "codebook_stats";
-    CHECK_CTX();
-    COUNT_OK("n", n);
-    DIM_OK("dz", dz);
-    REQUIRE(k >= 1 && k <= INT32_MAX, "codebook_stats: k = %lld outside [1, %d]", (long long)k, INT32_MAX);
-    PTR_OK("z", z, n > 0);
-    PTR_OK("idx", idx, n > 0);
-    PTR_OK("sums", sums, 1);
-    PTR_OK("counts", counts, 1);
-    int st = check_indices(ctx, fn, idx, n, k);
+    int st = pllm_check_codebook_stats(ctx, z, n, dz, idx, k, sums, counts);
     if (st) return st;
     /* Each thread owns a range of codewords and scans every row, so each sum
      * is taken in row order, exactly as the loop, for any thread count. */
@@ -232,48 +186,24 @@ PLLM_API int pllm_codebook_stats(pllm_ctx *ctx, const float *z, int64_t n, int32
 
 PLLM_API int pllm_mlp_forward(pllm_ctx *ctx, int32_t in, int32_t hidden, int32_t out, const float *p,
                               const float *x, int64_t rows, float *pre, float *y) {
-    const char *fn = "mlp_forward";
-    CHECK_CTX();
-    DIM_OK("in", in);
-    DIM_OK("hidden", hidden);
-    DIM_OK("out", out);
-    COUNT_OK("rows", rows);
-    PTR_OK("p", p, 1);
-    PTR_OK("x", x, rows > 0);
-    PTR_OK("pre", pre, rows > 0);
-    PTR_OK("y", y, rows > 0);
+    int st = pllm_check_mlp_forward(ctx, in, hidden, out, p, x, rows, pre, y);
+    if (st) return st;
     if (rows == 0) return PLLM_OK;
     return ctx->k->mlp_forward(ctx, in, hidden, out, p, x, rows, pre, y);
 }
 
 PLLM_API int pllm_mlp_backward(pllm_ctx *ctx, int32_t in, int32_t hidden, int32_t out, const float *p, float *g,
                                const float *x, const float *pre, const float *dy, int64_t rows, float *dx) {
-    const char *fn = "mlp_backward";
-    CHECK_CTX();
-    DIM_OK("in", in);
-    DIM_OK("hidden", hidden);
-    DIM_OK("out", out);
-    COUNT_OK("rows", rows);
-    PTR_OK("p", p, 1);
-    PTR_OK("g", g, 1);
-    PTR_OK("x", x, rows > 0);
-    PTR_OK("pre", pre, rows > 0);
-    PTR_OK("dy", dy, rows > 0);
+    int st = pllm_check_mlp_backward(ctx, in, hidden, out, p, g, x, pre, dy, rows);
+    if (st) return st;
     if (rows == 0) return PLLM_OK;
     return ctx->k->mlp_backward(ctx, in, hidden, out, p, g, x, pre, dy, rows, dx);
 }
 
 PLLM_API int pllm_rln_forward(pllm_ctx *ctx, int32_t width, const float *p, const float *x, int64_t groups,
                               float *y, float *mean, float *rstd) {
-    const char *fn = "rln_forward";
-    CHECK_CTX();
-    DIM_OK("width", width);
-    COUNT_OK("groups", groups);
-    PTR_OK("p", p, 1);
-    PTR_OK("x", x, groups > 0);
-    PTR_OK("y", y, groups > 0);
-    PTR_OK("mean", mean, groups > 0);
-    PTR_OK("rstd", rstd, groups > 0);
+    int st = pllm_check_rln_forward(ctx, width, p, x, groups, y, mean, rstd);
+    if (st) return st;
     if (groups == 0) return PLLM_OK;
     return ctx->k->rln_forward(ctx, width, p, x, groups, y, mean, rstd);
 }
@@ -281,31 +211,16 @@ PLLM_API int pllm_rln_forward(pllm_ctx *ctx, int32_t width, const float *p, cons
 PLLM_API int pllm_rln_backward(pllm_ctx *ctx, int32_t width, const float *p, float *g, const float *x,
                                const float *dy, int64_t groups, const float *mean, const float *rstd,
                                float *dx) {
-    const char *fn = "rln_backward";
-    CHECK_CTX();
-    DIM_OK("width", width);
-    COUNT_OK("groups", groups);
-    PTR_OK("p", p, 1);
-    PTR_OK("g", g, 1);
-    PTR_OK("x", x, groups > 0);
-    PTR_OK("dy", dy, groups > 0);
-    PTR_OK("mean", mean, groups > 0);
-    PTR_OK("rstd", rstd, groups > 0);
-    PTR_OK("dx", dx, groups > 0);
+    int st = pllm_check_rln_backward(ctx, width, p, g, x, dy, groups, mean, rstd, dx);
+    if (st) return st;
     if (groups == 0) return PLLM_OK;
     return ctx->k->rln_backward(ctx, width, p, g, x, dy, groups, mean, rstd, dx);
 }
 
 PLLM_API int pllm_adam(pllm_ctx *ctx, float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1,
                        float b2, float eps, int64_t step) {
-    const char *fn = "adam";
-    CHECK_CTX();
-    COUNT_OK("n", n);
-    REQUIRE(step >= 1, "adam: step = %lld, must be >= 1", (long long)step);
-    PTR_OK("p", p, n > 0);
-    PTR_OK("g", g, n > 0);
-    PTR_OK("m", m, n > 0);
-    PTR_OK("v", v, n > 0);
+    int st = pllm_check_adam(ctx, p, g, m, v, n, step);
+    if (st) return st;
     if (n == 0) return PLLM_OK;
     float bc1 = (float)(1.0 - pow((double)b1, (double)step));
     float bc2 = (float)(1.0 - pow((double)b2, (double)step));
@@ -314,21 +229,8 @@ PLLM_API int pllm_adam(pllm_ctx *ctx, float *p, const float *g, float *m, float 
 
 PLLM_API int pllm_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32_t latent, int32_t hidden, const float *p,
                          const float *c, int64_t k, const int32_t *idx, int64_t rows, float *out) {
-    const char *fn = "decode";
-    CHECK_CTX();
-    DIM_OK("e", e);
-    DIM_OK("dim", dim);
-    DIM_OK("latent", latent);
-    DIM_OK("hidden", hidden);
-    REQUIRE((int64_t)e * latent <= MAX_DIM, "decode: e*latent = %lld exceeds %d", (long long)e * latent, MAX_DIM);
-    REQUIRE(k >= 1 && k <= INT32_MAX, "decode: k = %lld outside [1, %d]", (long long)k, INT32_MAX);
-    COUNT_OK("rows", rows);
-    PTR_OK("p", p, 1);
-    PTR_OK("c", c, 1);
-    PTR_OK("idx", idx, rows > 0);
-    PTR_OK("out", out, rows > 0);
-    if (rows == 0) return PLLM_OK;
-    int st = check_indices(ctx, fn, idx, rows * e, k);
+    int st = pllm_check_decode(ctx, e, dim, latent, hidden, p, c, k, idx, rows, out);
     if (st) return st;
+    if (rows == 0) return PLLM_OK;
     return ctx->k->decode(ctx, e, dim, latent, hidden, p, c, idx, rows, out);
 }

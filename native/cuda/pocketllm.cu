@@ -28,7 +28,6 @@
 
 #define RB PLLM_REDUCE_BLOCK
 #define WAVE 64 /* blocks of partials held at once */
-#define MAX_DIM (1 << 20)
 
 /* ---------------------------------------------------------------------------
  * context
@@ -45,7 +44,7 @@ struct pllm_ctx {
     char err[512];
 };
 
-static int fail(pllm_ctx *ctx, int code, const char *fmt, ...) {
+static int pllm_fail(pllm_ctx *ctx, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
@@ -53,10 +52,13 @@ static int fail(pllm_ctx *ctx, int code, const char *fmt, ...) {
     return code;
 }
 
+/* After struct pllm_ctx and pllm_fail, which the checks use. */
+#include "../common/checks.h"
+
 static int cuda_fail(pllm_ctx *ctx, cudaError_t e, const char *what) {
     int code = e == cudaErrorMemoryAllocation ? PLLM_ERR_NO_MEMORY : PLLM_ERR_DEVICE;
     cudaGetLastError(); /* clear a non-sticky error so the context stays usable */
-    return fail(ctx, code, "%s: CUDA error %d (%s): %s", what, (int)e, cudaGetErrorName(e), cudaGetErrorString(e));
+    return pllm_fail(ctx, code, "%s: CUDA error %d (%s): %s", what, (int)e, cudaGetErrorName(e), cudaGetErrorString(e));
 }
 
 #define CK(call, what)                                        \
@@ -82,8 +84,8 @@ static int dbuf(pllm_ctx *ctx, int s, size_t bytes, void **out) {
         if (e != cudaSuccess) {
             ctx->buf[s] = NULL;
             cudaGetLastError();
-            return fail(ctx, PLLM_ERR_NO_MEMORY, "cannot allocate %zu bytes on the GPU: %s", bytes,
-                        cudaGetErrorString(e));
+            return pllm_fail(ctx, PLLM_ERR_NO_MEMORY, "cannot allocate %zu bytes on the GPU: %s", bytes,
+                             cudaGetErrorString(e));
         }
         ctx->cap[s] = want;
     }
@@ -529,45 +531,14 @@ PLLM_API void pllm_ctx_destroy(pllm_ctx *ctx) {
 PLLM_API const char *pllm_ctx_error(const pllm_ctx *ctx) { return ctx ? ctx->err : "NULL context"; }
 PLLM_API const char *pllm_ctx_device(const pllm_ctx *ctx) { return ctx ? ctx->dev : "NULL context"; }
 
-/* ---- argument checks (the same rules and messages as the CPU library) ---- */
-
-#define CHECK_CTX()                            \
-    do {                                       \
-        if (!ctx) return PLLM_ERR_INVALID_ARG; \
-        ctx->err[0] = 0;                       \
-    } while (0)
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond)) return fail(ctx, PLLM_ERR_INVALID_ARG, __VA_ARGS__);      \
-    } while (0)
-#define DIM_OK(name, v) \
-    REQUIRE((v) >= 1 && (v) <= MAX_DIM, "%s: %s = %lld outside [1, %d]", fn, name, (long long)(v), MAX_DIM)
-#define COUNT_OK(name, v) \
-    REQUIRE((v) >= 0 && (v) <= ((int64_t)1 << 40), "%s: %s = %lld is negative or too large", fn, name, (long long)(v))
-#define PTR_OK(name, ptr, needed) REQUIRE((ptr) || !(needed), "%s: %s is NULL", fn, name)
-
-static int check_indices(pllm_ctx *ctx, const char *fn, const int32_t *idx, int64_t n, int64_t k) {
-    for (int64_t i = 0; i < n; i++)
-        if (idx[i] < 0 || (int64_t)idx[i] >= k)
-            return fail(ctx, PLLM_ERR_INDEX_RANGE, "%s: idx[%lld] = %d is outside [0, %lld)", fn, (long long)i, idx[i],
-                        (long long)k);
-    return PLLM_OK;
-}
-
 enum { S_A, S_B, S_C, S_D, S_E, S_F, S_G, S_H, S_I, S_J, S_K, S_L };
 
 PLLM_API int pllm_assign(pllm_ctx *ctx, const float *z, int64_t n, int32_t dz, const float *c, int64_t k, int32_t *idx,
                          float *dist) {
-    const char *fn = "assign";
-    CHECK_CTX();
-    COUNT_OK("n", n);
-    DIM_OK("dz", dz);
-    REQUIRE(k >= 1 && k <= INT32_MAX, "assign: k = %lld outside [1, %d]", (long long)k, INT32_MAX);
-    PTR_OK("z", z, n > 0);
-    PTR_OK("c", c, 1);
-    PTR_OK("idx", idx, n > 0);
+    TRY(pllm_check_assign(ctx, z, n, dz, c, k, idx));
     if (n == 0) return PLLM_OK;
-    REQUIRE(dz <= AS_TILE_FLOATS, "assign: dz = %d exceeds this backend's %d", dz, AS_TILE_FLOATS);
+    if (dz > AS_TILE_FLOATS)
+        return pllm_fail(ctx, PLLM_ERR_INVALID_ARG, "assign: dz = %d exceeds this backend's %d", dz, AS_TILE_FLOATS);
     TRY(enter(ctx));
     DBUF(S_A, float, dz_, n * dz);
     DBUF(S_B, float, dc, k * dz);
@@ -592,22 +563,15 @@ PLLM_API int pllm_assign(pllm_ctx *ctx, const float *z, int64_t n, int32_t dz, c
 
 PLLM_API int pllm_codebook_stats(pllm_ctx *ctx, const float *z, int64_t n, int32_t dz, const int32_t *idx, int64_t k,
                                  double *sums, int64_t *counts) {
-    const char *fn = "codebook_stats";
-    CHECK_CTX();
-    COUNT_OK("n", n);
-    DIM_OK("dz", dz);
-    REQUIRE(k >= 1 && k <= INT32_MAX, "codebook_stats: k = %lld outside [1, %d]", (long long)k, INT32_MAX);
-    PTR_OK("z", z, n > 0);
-    PTR_OK("idx", idx, n > 0);
-    PTR_OK("sums", sums, 1);
-    PTR_OK("counts", counts, 1);
-    TRY(check_indices(ctx, fn, idx, n, k));
+    TRY(pllm_check_codebook_stats(ctx, z, n, dz, idx, k, sums, counts));
     if (n == 0) {
         memset(sums, 0, (size_t)k * dz * sizeof(double));
         memset(counts, 0, (size_t)k * sizeof(int64_t));
         return PLLM_OK;
     }
-    REQUIRE(n <= INT32_MAX, "codebook_stats: n = %lld exceeds this backend's %d", (long long)n, INT32_MAX);
+    if (n > INT32_MAX) /* cub's sort and scan count in int */
+        return pllm_fail(ctx, PLLM_ERR_INVALID_ARG, "codebook_stats: n = %lld exceeds this backend's %d", (long long)n,
+                         INT32_MAX);
     TRY(enter(ctx));
     DBUF(S_A, float, dz_, n * dz);
     DBUF(S_B, int32_t, dkeys, n);
@@ -658,16 +622,7 @@ static int launch_mlp_forward(pllm_ctx *ctx, int in, int hid, int out, const flo
 
 PLLM_API int pllm_mlp_forward(pllm_ctx *ctx, int32_t in, int32_t hidden, int32_t out, const float *p, const float *x,
                               int64_t rows, float *pre, float *y) {
-    const char *fn = "mlp_forward";
-    CHECK_CTX();
-    DIM_OK("in", in);
-    DIM_OK("hidden", hidden);
-    DIM_OK("out", out);
-    COUNT_OK("rows", rows);
-    PTR_OK("p", p, 1);
-    PTR_OK("x", x, rows > 0);
-    PTR_OK("pre", pre, rows > 0);
-    PTR_OK("y", y, rows > 0);
+    TRY(pllm_check_mlp_forward(ctx, in, hidden, out, p, x, rows, pre, y));
     if (rows == 0) return PLLM_OK;
     TRY(enter(ctx));
     int64_t np = PLLM_MLP_PARAMS(in, hidden, out);
@@ -686,17 +641,7 @@ PLLM_API int pllm_mlp_forward(pllm_ctx *ctx, int32_t in, int32_t hidden, int32_t
 
 PLLM_API int pllm_mlp_backward(pllm_ctx *ctx, int32_t in, int32_t hidden, int32_t out, const float *p, float *g,
                                const float *x, const float *pre, const float *dy, int64_t rows, float *dx) {
-    const char *fn = "mlp_backward";
-    CHECK_CTX();
-    DIM_OK("in", in);
-    DIM_OK("hidden", hidden);
-    DIM_OK("out", out);
-    COUNT_OK("rows", rows);
-    PTR_OK("p", p, 1);
-    PTR_OK("g", g, 1);
-    PTR_OK("x", x, rows > 0);
-    PTR_OK("pre", pre, rows > 0);
-    PTR_OK("dy", dy, rows > 0);
+    TRY(pllm_check_mlp_backward(ctx, in, hidden, out, p, g, x, pre, dy, rows));
     if (rows == 0) return PLLM_OK;
     TRY(enter(ctx));
     int64_t np = PLLM_MLP_PARAMS(in, hidden, out);
@@ -736,15 +681,7 @@ static unsigned group_grid(int64_t groups) { return (unsigned)(groups < (1 << 30
 
 PLLM_API int pllm_rln_forward(pllm_ctx *ctx, int32_t width, const float *p, const float *x, int64_t groups, float *y,
                               float *mean, float *rstd) {
-    const char *fn = "rln_forward";
-    CHECK_CTX();
-    DIM_OK("width", width);
-    COUNT_OK("groups", groups);
-    PTR_OK("p", p, 1);
-    PTR_OK("x", x, groups > 0);
-    PTR_OK("y", y, groups > 0);
-    PTR_OK("mean", mean, groups > 0);
-    PTR_OK("rstd", rstd, groups > 0);
+    TRY(pllm_check_rln_forward(ctx, width, p, x, groups, y, mean, rstd));
     if (groups == 0) return PLLM_OK;
     TRY(enter(ctx));
     DBUF(S_A, float, dp_, 2 * width);
@@ -764,17 +701,7 @@ PLLM_API int pllm_rln_forward(pllm_ctx *ctx, int32_t width, const float *p, cons
 
 PLLM_API int pllm_rln_backward(pllm_ctx *ctx, int32_t width, const float *p, float *g, const float *x, const float *dy,
                                int64_t groups, const float *mean, const float *rstd, float *dx) {
-    const char *fn = "rln_backward";
-    CHECK_CTX();
-    DIM_OK("width", width);
-    COUNT_OK("groups", groups);
-    PTR_OK("p", p, 1);
-    PTR_OK("g", g, 1);
-    PTR_OK("x", x, groups > 0);
-    PTR_OK("dy", dy, groups > 0);
-    PTR_OK("mean", mean, groups > 0);
-    PTR_OK("rstd", rstd, groups > 0);
-    PTR_OK("dx", dx, groups > 0);
+    TRY(pllm_check_rln_backward(ctx, width, p, g, x, dy, groups, mean, rstd, dx));
     if (groups == 0) return PLLM_OK;
     TRY(enter(ctx));
     int64_t nblk = (groups + RB - 1) / RB;
@@ -811,14 +738,7 @@ PLLM_API int pllm_rln_backward(pllm_ctx *ctx, int32_t width, const float *p, flo
 
 PLLM_API int pllm_adam(pllm_ctx *ctx, float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1,
                        float b2, float eps, int64_t step) {
-    const char *fn = "adam";
-    CHECK_CTX();
-    COUNT_OK("n", n);
-    REQUIRE(step >= 1, "adam: step = %lld, must be >= 1", (long long)step);
-    PTR_OK("p", p, n > 0);
-    PTR_OK("g", g, n > 0);
-    PTR_OK("m", m, n > 0);
-    PTR_OK("v", v, n > 0);
+    TRY(pllm_check_adam(ctx, p, g, m, v, n, step));
     if (n == 0) return PLLM_OK;
     TRY(enter(ctx));
     float bc1 = (float)(1.0 - pow((double)b1, (double)step));
@@ -841,21 +761,8 @@ PLLM_API int pllm_adam(pllm_ctx *ctx, float *p, const float *g, float *m, float 
 
 PLLM_API int pllm_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32_t latent, int32_t hidden, const float *p,
                          const float *c, int64_t k, const int32_t *idx, int64_t rows, float *out) {
-    const char *fn = "decode";
-    CHECK_CTX();
-    DIM_OK("e", e);
-    DIM_OK("dim", dim);
-    DIM_OK("latent", latent);
-    DIM_OK("hidden", hidden);
-    REQUIRE((int64_t)e * latent <= MAX_DIM, "decode: e*latent = %lld exceeds %d", (long long)e * latent, MAX_DIM);
-    REQUIRE(k >= 1 && k <= INT32_MAX, "decode: k = %lld outside [1, %d]", (long long)k, INT32_MAX);
-    COUNT_OK("rows", rows);
-    PTR_OK("p", p, 1);
-    PTR_OK("c", c, 1);
-    PTR_OK("idx", idx, rows > 0);
-    PTR_OK("out", out, rows > 0);
+    TRY(pllm_check_decode(ctx, e, dim, latent, hidden, p, c, k, idx, rows, out));
     if (rows == 0) return PLLM_OK;
-    TRY(check_indices(ctx, fn, idx, rows * e, k));
     TRY(enter(ctx));
     const int W = e * latent;
     const int64_t np = PLLM_DECODER_PARAMS(e, dim, latent, hidden), P1 = PLLM_MLP_PARAMS(latent, hidden, latent);

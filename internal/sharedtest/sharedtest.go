@@ -1,0 +1,60 @@
+// Package sharedtest finds, for tests, the real model and text that the
+// project keeps in ../shared beside the repository root. They are never
+// copied into the repository, so a checkout without them must still pass:
+// every lookup skips the calling test, naming the missing path, instead of
+// failing it.
+package sharedtest
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Path returns ../shared/<rel...> seen from the module root (the first
+// directory above the working directory that holds go.mod; go test runs in
+// the package directory). It skips t when there is no module root or the
+// path does not exist.
+func Path(t testing.TB, rel ...string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(rel...)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skipf("no go.mod above the test directory; cannot locate ../shared/%s", sub)
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "..", "shared", sub)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s not found (the shared models and data live in ../shared beside the repository): %v", p, err)
+	}
+	return p
+}
+
+// Stories260K returns the path of the stories260K llama2.c checkpoint.
+func Stories260K(t testing.TB) string {
+	t.Helper()
+	return Path(t, "models", "stories260K", "stories260K.bin")
+}
+
+// Tokenizer returns the path of tok512.bin, the llama2.c tokenizer that
+// goes with Stories260K.
+func Tokenizer(t testing.TB) string {
+	t.Helper()
+	return Path(t, "models", "stories260K", "tok512.bin")
+}
+
+// ValidText returns the path of the TinyStories validation sample used
+// for scoring.
+func ValidText(t testing.TB) string {
+	t.Helper()
+	return Path(t, "data", "tinystories-valid-sample.txt")
+}
