@@ -267,9 +267,11 @@ func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer orig.Close()
-	for _, method := range []string{MethodPocketLLM, MethodVQ, MethodRTN} {
-		o := fastOptions(src, filepath.Join(dir, method+".pllm"), 4, plan.ShareKind)
+	for _, variant := range []string{MethodPocketLLM, MethodPocketLLM + "-kmeans-init", MethodVQ, MethodRTN} {
+		method, kmeansInit := strings.CutSuffix(variant, "-kmeans-init")
+		o := fastOptions(src, filepath.Join(dir, variant+".pllm"), 4, plan.ShareKind)
 		o.MethodName = method
+		o.Method.KMeansInit = kmeansInit
 		if method == MethodRTN {
 			o.Share, o.Bits = plan.ShareNone, 0
 			o.RTN.Bits, o.RTN.GroupSize = 3, 64
@@ -292,7 +294,7 @@ func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
 				t.Errorf("%s group %s: planned %.4f bits per weight, wrote %.4f", method, g.Name, planned[i], g.BitsPerWeight)
 			}
 		}
-		bin := filepath.Join(dir, method+".bin")
+		bin := filepath.Join(dir, variant+".bin")
 		if err := Decompress(DecompressOptions{In: o.Out, Out: bin, Kernels: bindings.Go()}); err != nil {
 			t.Fatalf("%s: %v", method, err)
 		}
