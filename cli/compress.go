@@ -37,7 +37,7 @@ func compressCommand() *cli.Command {
 			&cli.IntFlag{Name: "group-size", Value: 32, Usage: "rtn: input weights per scale and offset"},
 			&cli.IntFlag{Name: "vq-iters", Value: 0, Usage: "vq: Lloyd iterations at most (0: 25)"},
 			&cli.Float64Flag{Name: "bits", Usage: "target bits per weight, every stored byte counted (default 3 unless --dim and --codebook are given)"},
-			&cli.StringFlag{Name: "dims", Value: "2,4,8", Usage: "sub-vector lengths --bits may choose from"},
+			&cli.StringFlag{Name: "dims", Value: plan.FormatDims(plan.DefaultDims), Usage: "sub-vector lengths --bits may choose from"},
 			&cli.IntFlag{Name: "dim", Usage: "sub-vector length d (with --codebook, instead of --bits)"},
 			&cli.IntFlag{Name: "codebook", Usage: "codebook size K (with --dim, instead of --bits)"},
 			&cli.StringFlag{Name: "share", Value: plan.ShareNone, Usage: "none: one meta network per matrix; kind: one per tensor kind and row width across layers; width: one per row width"},

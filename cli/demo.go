@@ -72,7 +72,7 @@ func runDemo(c *cli.Context) error {
 	file := filepath.Join(dir, "model.pllm")
 	fmt.Fprintf(out, "2. compressing to %s at %.2g bits per weight (backend %s, %d epochs)\n", file, c.Float64("bits"), k.Name(), st.Epochs)
 	rep, err := pipeline.Compress(pipeline.CompressOptions{
-		In: model, Out: file, Force: true, Bits: c.Float64("bits"), Dims: []int{4, 8},
+		In: model, Out: file, Force: true, Bits: c.Float64("bits"), Dims: plan.DefaultDims,
 		Share: plan.ShareKind, Include: plan.DefaultInclude, Method: st, Kernels: k,
 		Events: progressPrinter(c.App.ErrWriter, isTerminal(os.Stderr)),
 	})

@@ -98,8 +98,6 @@ type Settings struct {
 	Seed         uint64  `json:"seed"`
 	Backend      string  `json:"backend"`
 	Calibration  string  `json:"calibration,omitempty"`
-	// Tensors is the source's tensor order, so a reconstruction can restore it.
-	Tensors []string `json:"tensors"`
 }
 
 // GroupParams is a pocketllm group's settings in the container.
@@ -290,9 +288,6 @@ func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
 		Refine: st.RefineCandidates, RefinePasses: st.RefinePasses, KMeansInit: st.KMeansInit,
 		Hidden: st.Hidden, DecoderDType: dec, Seed: st.Seed, Backend: o.Kernels.Name(),
 		Calibration: o.Calibration,
-	}
-	for _, t := range src.Tensors {
-		s.Tensors = append(s.Tensors, t.Name)
 	}
 	sj, _ := json.Marshal(s)
 	return pllm.Meta{Tool: "pocketllm-native", SourceFormat: src.Format, ModelConfig: src.ConfigJSON, Settings: sj}

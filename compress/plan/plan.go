@@ -173,6 +173,19 @@ func Choose(g Group, target float64, o Options) (Setting, float64, error) {
 	return best, bestBits, nil
 }
 
+// DefaultDims are the sub-vector lengths a bits target chooses among unless
+// told otherwise: the paper's 4 and 8, and 2, which small models need.
+var DefaultDims = []int{2, 4, 8}
+
+// FormatDims is the inverse of ParseDims.
+func FormatDims(dims []int) string {
+	parts := make([]string, len(dims))
+	for i, d := range dims {
+		parts[i] = fmt.Sprint(d)
+	}
+	return strings.Join(parts, ",")
+}
+
 // ParseDims reads a comma-separated list of sub-vector lengths.
 func ParseDims(s string) ([]int, error) {
 	var dims []int

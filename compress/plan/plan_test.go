@@ -128,3 +128,15 @@ func bitsFor(k int) int {
 	}
 	return b
 }
+
+func TestDimsRoundTrip(t *testing.T) {
+	d, err := ParseDims(FormatDims(DefaultDims))
+	if err != nil || cmp.Diff(DefaultDims, d) != "" {
+		t.Fatalf("%v, %v", d, err)
+	}
+	for _, bad := range []string{"", "0", "4,x", "65", "-2"} {
+		if _, err := ParseDims(bad); err == nil {
+			t.Errorf("ParseDims(%q) accepted", bad)
+		}
+	}
+}
