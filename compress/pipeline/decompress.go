@@ -16,10 +16,11 @@ import (
 	"pocketllm-native/compress/vq"
 )
 
-// Output formats of Decompress.
+// Output formats of Decompress: a Hugging Face folder (model.safetensors and
+// the side files), or one llama2.c legacy (version 0) checkpoint file.
 const (
-	FormatSafetensors = "safetensors" // a Hugging Face folder: model.safetensors and the side files
-	FormatLlama2c     = "llama2c"     // one llama2.c legacy (version 0) checkpoint file
+	FormatSafetensors = checkpoint.FormatSafetensors
+	FormatLlama2c     = checkpoint.FormatLlama2c
 )
 
 // DecompressOptions describe one reconstruction.
