@@ -12,6 +12,7 @@ const (
 	BenchDecode      = "decode"
 	BenchMLPForward  = "mlp_forward"
 	BenchMLPBackward = "mlp_backward"
+	BenchStats       = "codebook_stats"
 )
 
 // BenchNaive is the Backend of rows measuring the naive baseline: a plain
@@ -25,9 +26,9 @@ const naiveMaxN = 16384
 
 // BenchCase is one kernel at one shape.
 type BenchCase struct {
-	Kernel string // BenchAssign, BenchDecode, BenchMLPForward or BenchMLPBackward
-	N      int    // latents (assign), sub-vectors (decode) or rows (MLP)
-	K      int    // codewords (assign, decode)
+	Kernel string // BenchAssign, BenchStats, BenchDecode, BenchMLPForward or BenchMLPBackward
+	N      int    // latents (assign, stats), sub-vectors (decode) or rows (MLP)
+	K      int    // codewords (assign, stats, decode)
 	Dim    int    // dz (assign); sub-vector length (decode); MLP input and output width
 	Hidden int    // hidden width (decode, MLP)
 	E      int    // sub-vectors per weight row (decode)
@@ -36,7 +37,7 @@ type BenchCase struct {
 // Shape names the case in rows and benchmark names.
 func (c BenchCase) Shape() string {
 	switch c.Kernel {
-	case BenchAssign:
+	case BenchAssign, BenchStats:
 		return fmt.Sprintf("dz%d_K%d_N%d", c.Dim, c.K, c.N)
 	case BenchDecode:
 		return fmt.Sprintf("dim%d_h%d_E%d_K%d_N%d", c.Dim, c.Hidden, c.E, c.K, c.N)
@@ -64,8 +65,9 @@ func (c BenchCase) FLOPs() float64 {
 }
 
 // BenchLadder is the standard set of sizes: assignment with dz = 8, K in
-// {256, 4096}, N in {16384, 262144}; reconstruction with dim = 8, hidden =
-// 16, rows of 8 sub-vectors; the MLP 8 -> 16 -> 8 forward and backward.
+// {256, 4096}, N in {16384, 262144}; codebook statistics at K = 4096;
+// reconstruction with dim = 8, hidden = 16, rows of 8 sub-vectors; the MLP
+// 8 -> 16 -> 8 forward and backward.
 // short keeps only the smaller N of each.
 func BenchLadder(short bool) []BenchCase {
 	ns := []int{16384, 262144}
@@ -77,6 +79,9 @@ func BenchLadder(short bool) []BenchCase {
 		for _, n := range ns {
 			cs = append(cs, BenchCase{Kernel: BenchAssign, N: n, K: k, Dim: 8})
 		}
+	}
+	for _, n := range ns {
+		cs = append(cs, BenchCase{Kernel: BenchStats, N: n, K: 4096, Dim: 8})
 	}
 	for _, n := range ns {
 		cs = append(cs, BenchCase{Kernel: BenchDecode, N: n, K: 4096, Dim: 8, Hidden: 16, E: 8})
@@ -186,6 +191,14 @@ func newBenchOp(k Kernels, c BenchCase) (func() error, error) {
 		z, cb := benchVec(r, c.N*c.Dim, 1), benchVec(r, c.K*c.Dim, 1)
 		idx, dist := make([]int32, c.N), make([]float32, c.N)
 		return func() error { return k.Assign(z, c.N, c.Dim, cb, c.K, idx, dist) }, nil
+	case BenchStats:
+		z := benchVec(r, c.N*c.Dim, 1)
+		idx := make([]int32, c.N)
+		for i := range idx {
+			idx[i] = int32(r.IntN(c.K))
+		}
+		sums, counts := make([]float64, c.K*c.Dim), make([]int64, c.K)
+		return func() error { return k.CodebookStats(z, c.N, c.Dim, idx, c.K, sums, counts) }, nil
 	case BenchDecode:
 		if c.E <= 0 || c.N%c.E != 0 {
 			return nil, fmt.Errorf("bench decode: N=%d is not whole rows of E=%d", c.N, c.E)
