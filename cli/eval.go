@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/eval"
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/pipeline"
@@ -58,7 +59,7 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	res := evalResult{Model: c.String("model"), Compressed: c.String("compressed"), Text: c.String("text")}
-	comp, err := openModel(c, c.String("compressed"))
+	comp, err := openModel(c, c.String("compressed"), &orig.Config)
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,9 @@ func runEval(c *cli.Context) error {
 
 // openModel opens a checkpoint, or reconstructs a .pllm file in memory with
 // the backend the flags choose.
-func openModel(c *cli.Context, path string) (*llama.Model, error) {
+// openModel opens a checkpoint, or reconstructs a .pllm file in memory
+// (fallback: the config to use if the file stores none).
+func openModel(c *cli.Context, path string, fallback *checkpoint.LlamaConfig) (*llama.Model, error) {
 	if !strings.HasSuffix(path, ".pllm") {
 		return llama.Open(path)
 	}
@@ -113,7 +116,7 @@ func openModel(c *cli.Context, path string) (*llama.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, tensors, err := pipeline.LoadModel(path, k)
+	cfg, tensors, err := pipeline.LoadModel(path, k, fallback)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +149,7 @@ func generateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			m, err := openModel(c, c.String("model"))
+			m, err := openModel(c, c.String("model"), nil)
 			if err != nil {
 				return err
 			}

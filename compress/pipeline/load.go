@@ -11,8 +11,10 @@ import (
 
 // LoadModel reconstructs every tensor of a .pllm file in memory as float32,
 // with the model's config: what evaluation needs to run the compressed model
-// without writing a checkpoint.
-func LoadModel(path string, k bindings.Kernels) (checkpoint.LlamaConfig, map[string][]float32, error) {
+// without writing a checkpoint. fallback, when not nil, is the config to use
+// if the file stores none (a lone .safetensors file was compressed), e.g. the
+// original model's.
+func LoadModel(path string, k bindings.Kernels, fallback *checkpoint.LlamaConfig) (checkpoint.LlamaConfig, map[string][]float32, error) {
 	var cfg checkpoint.LlamaConfig
 	r, err := pllm.Open(path)
 	if err != nil {
@@ -20,7 +22,10 @@ func LoadModel(path string, k bindings.Kernels) (checkpoint.LlamaConfig, map[str
 	}
 	defer r.Close()
 	if err := json.Unmarshal(r.Meta().ModelConfig, &cfg); err != nil || cfg.HiddenSize == 0 {
-		return cfg, nil, fmt.Errorf("%s: no Llama model config stored", path)
+		if fallback == nil {
+			return cfg, nil, fmt.Errorf("%s: no Llama model config stored (compress the model's folder, not its lone .safetensors file)", path)
+		}
+		cfg = *fallback
 	}
 	tensors := map[string][]float32{}
 	for i := range r.Groups() {

@@ -357,7 +357,7 @@ func runOne(o Options, s Setting, orig *llama.Model, tok tokenizer.Tokenizer, li
 	}
 
 	start := time.Now()
-	cfg, tensors, err := pipeline.LoadModel(path, c.Kernels)
+	cfg, tensors, err := pipeline.LoadModel(path, c.Kernels, &orig.Config)
 	if err != nil {
 		return row, err
 	}
