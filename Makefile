@@ -4,10 +4,14 @@ BUILD    ?= build
 GOFLAGS_ := CGO_ENABLED=0
 FUZZTIME ?= 10s
 
-.PHONY: build native test test-go fuzz bench vectors lint demo clean
+.PHONY: build deps native test test-go fuzz bench vectors lint demo clean
 
 build: native
 	$(GOFLAGS_) $(GO) build -o pocketllm-native ./cli/pocketllm-native
+
+# cmake, ninja and Debian's nvcc, installed with apt only when missing.
+deps:
+	.ci/install-deps
 
 # The native kernel libraries: build/lib/libpocketllm_cpu.so always,
 # build/lib/libpocketllm_cuda.so when a CUDA compiler is found.
@@ -15,9 +19,10 @@ native:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD)
 
-# Everything CI checks: the native library and its C tests, then the Go tests
-# with the native CPU backend required, then a short fuzzing run per target.
-test: native
+# Everything CI checks: the build tools (installed if missing), the native
+# library and its C tests, then the Go tests with the native CPU backend
+# required, then a short fuzzing run per target.
+test: deps native
 	ctest --test-dir $(BUILD) --output-on-failure
 	$(MAKE) test-go fuzz
 
