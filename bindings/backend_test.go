@@ -63,6 +63,17 @@ int pllm_decode(ctx *c, int32_t e, int32_t dim, int32_t latent, int32_t hidden, 
 	out[4] = (float)k; out[5] = (float)rows; out[6] = (float)idx[0]; out[7] = p[0]; out[8] = cb[0]; return 0;
 }
 #endif
+int pllm_train_create(ctx *c, const int64_t *io, int32_t ni, const double *dd, int32_t nd, void **out) {
+	(void)io; (void)ni; (void)dd; (void)nd; *out = NULL; strcpy(c->err, "fake: no training"); return -5;
+}
+int64_t pllm_train_params(const void *t) { (void)t; return 0; }
+int pllm_train_upload(void *t, const float *x, const float *w, const float *p, int32_t ic) { (void)t; (void)x; (void)w; (void)p; (void)ic; return -5; }
+int pllm_train_epoch(void *t, const int32_t *o, float lr, int64_t s, int32_t r, double *l, double *m, int64_t *b) {
+	(void)t; (void)o; (void)lr; (void)s; (void)r; (void)l; (void)m; (void)b; return -5;
+}
+int pllm_train_kmeans_refresh(void *t) { (void)t; return -5; }
+int pllm_train_download(void *t, float *p, int32_t *i, double *m, int64_t *e) { (void)t; (void)p; (void)i; (void)m; (void)e; return -5; }
+void pllm_train_destroy(void *t) { (void)t; }
 `
 
 type fakeOpts struct {
@@ -154,7 +165,7 @@ func TestRefusals(t *testing.T) {
 		reason  string
 	}{
 		{"missing symbol", BackendCPU, fakeOpts{abi: abiVersion, score: 20, name: "cpu", backendFile: "cpu", omitDecode: true}, false, "missing symbol pllm_decode"},
-		{"ABI mismatch", BackendCPU, fakeOpts{abi: abiVersion + 98, score: 20, name: "cpu", backendFile: "cpu"}, false, "ABI version 99, this build needs 1"},
+		{"ABI mismatch", BackendCPU, fakeOpts{abi: abiVersion + 98, score: 20, name: "cpu", backendFile: "cpu"}, false, "ABI version " + strconv.Itoa(abiVersion+98) + ", this build needs " + strconv.Itoa(abiVersion)},
 		{"wrong backend name", BackendCPU, fakeOpts{abi: abiVersion, score: 20, name: "cuda", backendFile: "cpu"}, false, `reports backend "cuda"`},
 		{"score 0", BackendCUDA, fakeOpts{abi: abiVersion, score: 0, name: "cuda", backendFile: "cuda"}, false, "score 0: the library cannot run on this machine (no CUDA driver or device)"},
 		{"context creation fails", BackendCUDA, fakeOpts{abi: abiVersion, score: 100, name: "cuda", backendFile: "cuda", ctxFail: true}, false, "pllm_ctx_create failed with PLLM_ERR_DEVICE"},

@@ -10,7 +10,7 @@ import (
 
 // abiVersion is the PLLM_ABI_VERSION of native/include/pocketllm.h this
 // package was written against.
-const abiVersion = 1
+const abiVersion = 2
 
 // errNotFound marks a candidate path where no library file exists, as
 // opposed to a file that exists and failed to load.
@@ -40,6 +40,15 @@ type nativeLib struct {
 	rlnBackward   func(ctx uintptr, width int32, p, g, x, dy *float32, groups int64, mean, rstd, dx *float32) int32
 	adam          func(ctx uintptr, p, g, m, v *float32, n int64, lr, b1, b2, eps float32, step int64) int32
 	decode        func(ctx uintptr, e, dim, latent, hidden int32, p, c *float32, k int64, idx *int32, rows int64, out *float32) int32
+
+	// the resident training run (ABI 2); train handles are uintptr too
+	trainCreate   func(ctx uintptr, iopt *int64, ni int32, dopt *float64, nd int32, out *uintptr) int32
+	trainParams   func(t uintptr) int64
+	trainUpload   func(t uintptr, x, wts, params *float32, initialCandidate int32) int32
+	trainEpoch    func(t uintptr, order *int32, lr float32, firstStep int64, refresh int32, meanLoss, mse *float64, bestEpoch *int64) int32
+	trainKMeans   func(t uintptr) int32
+	trainDownload func(t uintptr, bestParams *float32, bestIdx *int32, bestMSE *float64, bestEpoch *int64) int32
+	trainDestroy  func(t uintptr)
 }
 
 type symbol struct {
@@ -67,6 +76,13 @@ func (l *nativeLib) symbols() []symbol {
 		{"pllm_rln_backward", &l.rlnBackward},
 		{"pllm_adam", &l.adam},
 		{"pllm_decode", &l.decode},
+		{"pllm_train_create", &l.trainCreate},
+		{"pllm_train_params", &l.trainParams},
+		{"pllm_train_upload", &l.trainUpload},
+		{"pllm_train_epoch", &l.trainEpoch},
+		{"pllm_train_kmeans_refresh", &l.trainKMeans},
+		{"pllm_train_download", &l.trainDownload},
+		{"pllm_train_destroy", &l.trainDestroy},
 	}
 }
 
@@ -97,6 +113,7 @@ type nativeKernels struct {
 	mu      sync.Mutex
 	ctx     uintptr
 	cleanup runtime.Cleanup
+	runs    map[uintptr]struct{} // live pllm_train handles, destroyed before ctx
 }
 
 // newNativeKernels creates a context on lib. backend is the expected
@@ -124,6 +141,10 @@ func (k *nativeKernels) Close() error {
 	defer k.mu.Unlock()
 	if k.ctx != 0 {
 		k.cleanup.Stop()
+		for h := range k.runs {
+			k.lib.trainDestroy(h)
+		}
+		k.runs = nil
 		k.lib.ctxDestroy(k.ctx)
 		k.ctx = 0
 	}

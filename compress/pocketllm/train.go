@@ -47,6 +47,13 @@ type Settings struct {
 
 	// DecoderF32 stores the decoder MLPs in fp32 instead of fp16.
 	DecoderF32 bool
+
+	// PerCall makes training call the kernels one by one even where the
+	// backend can keep the whole run in its own memory
+	// (bindings.ResidentTrainer: the native libraries); so does the
+	// environment variable POCKETLLM_RESIDENT=0. Both paths run the same
+	// steps; on the cpu backend they give the same bytes. For comparisons.
+	PerCall bool
 }
 
 // DefaultSettings are METHOD.md's defaults for a sub-vector length and
@@ -338,6 +345,15 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 	} else {
 		p = metanet.Init(s, rng)
 	}
+	if rt, ok := t.resident(); ok {
+		run, err := rt.NewTrainRun(t.trainConfig())
+		if err == nil {
+			defer run.Close()
+			return t.runResident(run, rng, p, progress)
+		}
+		// A backend that cannot hold this group (too large for its
+		// memory, say) still runs it call by call, with the same result.
+	}
 	grad := make([]float32, len(p))
 	m := make([]float32, len(p))
 	v := make([]float32, len(p))
@@ -372,7 +388,7 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 				return err
 			}
 			step++
-			if err := t.k.Adam(p, grad, m, v, float32(lr), 0.9, 0.999, 1e-8, step); err != nil {
+			if err := t.k.Adam(p, grad, m, v, float32(lr), adamB1, adamB2, adamEps, step); err != nil {
 				return err
 			}
 			lossSum += bl.Recon + t.st.Lambda*bl.Codebook

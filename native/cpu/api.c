@@ -34,6 +34,8 @@ int pllm_fail(pllm_ctx *ctx, int code, const char *fmt, ...) {
     return code;
 }
 
+void pllm_clear_error(pllm_ctx *ctx) { ctx->err[0] = 0; }
+
 void *pllm_scratch(pllm_ctx *ctx, size_t bytes) {
     bytes = pllm_round_up(bytes ? bytes : 1, PLLM_ALIGN);
     if (bytes <= ctx->scratch_size) return ctx->scratch;

@@ -44,6 +44,9 @@ extern const pllm_kernels pllm_kernels_avx512;
 /* Records a printf-style message on ctx and returns code. */
 int pllm_fail(pllm_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Clears the message kept on ctx (the start of every exported call). */
+void pllm_clear_error(pllm_ctx *ctx);
+
 /* A 64-byte aligned scratch area of at least bytes, owned by ctx and reused
  * by the next call; NULL (with the error recorded) when allocation fails. */
 void *pllm_scratch(pllm_ctx *ctx, size_t bytes);

@@ -798,3 +798,359 @@ PLLM_API int pllm_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32_t latent, 
 }
 
 } /* extern "C" */
+
+/* ---------------------------------------------------------------------------
+ * resident training run: the backend primitives of ../common/train.inc on
+ * device memory. Nothing is copied to or from the host but what train.inc
+ * asks for with bk_put and bk_get; temporaries live in the context's slots.
+ * ------------------------------------------------------------------------- */
+
+__global__ void gather_rows_kernel(const float *src, const int32_t *order, int64_t nrows, int64_t rowlen, float *dst) {
+    GRID_STRIDE(q, nrows * rowlen) {
+        int64_t i = q / rowlen, u = q % rowlen;
+        dst[q] = src[(int64_t)order[i] * rowlen + u];
+    }
+}
+__global__ void add_kernel(float *dst, const float *a, const float *b, int64_t n) {
+    GRID_STRIDE(i, n) dst[i] = __fadd_rn(a[i], b[i]);
+}
+__global__ void add_to_kernel(float *dst, const float *src, int64_t n) {
+    GRID_STRIDE(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
+}
+__global__ void add_codewords_kernel(float *dst, const float *c, const int32_t *idx, int64_t n, int lat) {
+    GRID_STRIDE(q, n * lat) {
+        int64_t i = q / lat;
+        int t = (int)(q % lat);
+        dst[q] = __fadd_rn(dst[q], c[(int64_t)idx[i] * lat + t]);
+    }
+}
+/* part[b] = sum of a over elements [b*RB, (b+1)*RB) in order. */
+__global__ void chunk_sum_kernel(const float *a, int64_t n, double *part) {
+    int64_t nb = (n + RB - 1) / RB;
+    GRID_STRIDE(b, nb) {
+        int64_t i1 = min(n, (b + 1) * RB);
+        double s = 0.0;
+        for (int64_t i = b * RB; i < i1; i++) s += (double)a[i];
+        part[b] = s;
+    }
+}
+/* out[0] = part[0] + part[1] + ... in order (one thread). */
+__global__ void seq_sum_kernel(const double *part, int64_t nb, double *out) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        double s = 0.0;
+        for (int64_t b = 0; b < nb; b++) s += part[b];
+        out[0] = s;
+    }
+}
+__global__ void loss_grad_kernel(const float *xhat, const float *x, const float *w, int64_t n, const double *sw,
+                                 float *dxhat, double *part) {
+    int64_t nb = (n + RB - 1) / RB;
+    float inv = (float)(2.0 / sw[0]);
+    GRID_STRIDE(b, nb) {
+        int64_t i1 = min(n, (b + 1) * RB);
+        double s = 0.0;
+        for (int64_t i = b * RB; i < i1; i++) {
+            float e = __fsub_rn(xhat[i], x[i]);
+            s += (double)w[i] * (double)e * (double)e;
+            dxhat[i] = __fmul_rn(__fmul_rn(inv, w[i]), e);
+        }
+        part[b] = s;
+    }
+}
+__global__ void full_mse_kernel(const float *y, const float *x, const float *w, int64_t n, double *part_se,
+                                double *part_sw) {
+    int64_t nb = (n + RB - 1) / RB;
+    GRID_STRIDE(b, nb) {
+        int64_t i1 = min(n, (b + 1) * RB);
+        double se = 0.0, sw = 0.0;
+        for (int64_t i = b * RB; i < i1; i++) {
+            double d = (double)y[i] - (double)x[i];
+            se += (double)w[i] * d * d;
+            sw += (double)w[i];
+        }
+        part_se[b] = se;
+        part_sw[b] = sw;
+    }
+}
+__global__ void commit_kernel(float *g, const float *z, const float *c, const int32_t *idx, int64_t n, int lat,
+                              float coef) {
+    GRID_STRIDE(q, n * lat) {
+        int64_t i = q / lat;
+        int t = (int)(q % lat);
+        g[q] = __fadd_rn(g[q], __fmul_rn(coef, __fsub_rn(z[q], c[(int64_t)idx[i] * lat + t])));
+    }
+}
+__global__ void codebook_grad_kernel(float *gc, const float *c, const double *sums, const int64_t *counts, int64_t k,
+                                     int lat, double coef) {
+    GRID_STRIDE(q, k * lat) {
+        int64_t cnt = counts[q / lat];
+        if (cnt != 0) gc[q] = __fadd_rn(gc[q], (float)(coef * ((double)cnt * (double)c[q] - sums[q])));
+    }
+}
+__global__ void batch_loss_kernel(double *acc, const double *se_sw, const double *cb, double lambda, int64_t nlat) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) acc[0] += se_sw[0] / se_sw[1] + lambda * (cb[0] / (double)nlat);
+}
+__global__ void lloyd_kernel(float *c, const double *sums, const int64_t *counts, int64_t k, int lat) {
+    GRID_STRIDE(q, k * lat) {
+        int64_t cnt = counts[q / lat];
+        if (cnt != 0) c[q] = (float)(sums[q] / (double)cnt);
+    }
+}
+
+/* Slots of the temporaries below; per-call functions use the same slots,
+ * which is fine: calls on a context never overlap. */
+enum { T_A = 0, T_B, T_C, T_D, T_E, T_F, T_G, T_H, T_I, T_J, T_PART = 15 };
+
+static int bk_enter(pllm_ctx *ctx) { return enter(ctx); }
+static int bk_finish(pllm_ctx *ctx) { return sync(ctx); }
+static int bk_alloc(pllm_ctx *ctx, size_t bytes, void **out) {
+    *out = NULL;
+    if (bytes == 0) bytes = 1;
+    cudaError_t e = cudaMalloc(out, bytes);
+    if (e != cudaSuccess) {
+        *out = NULL;
+        return cuda_fail(ctx, e, "train: allocate device memory");
+    }
+    CK(cudaMemsetAsync(*out, 0, bytes, ctx->stream), "train: clear device memory");
+    return PLLM_OK;
+}
+static void bk_free(pllm_ctx *ctx, void *p) {
+    if (p) cudaFree(p);
+    cudaGetLastError();
+}
+static int bk_put(pllm_ctx *ctx, void *dst, const void *src, size_t bytes) { return h2d(ctx, dst, src, bytes); }
+static int bk_get(pllm_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    TRY(d2h(ctx, dst, src, bytes));
+    return sync(ctx);
+}
+static int bk_copy(pllm_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    if (bytes) CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream), "device copy");
+    return PLLM_OK;
+}
+static int bk_zero(pllm_ctx *ctx, void *dst, size_t bytes) {
+    if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, ctx->stream), "device clear");
+    return PLLM_OK;
+}
+
+static int bk_mlp_forward(pllm_ctx *ctx, int in, int hid, int out, const float *p, const float *x, int64_t rows,
+                          float *pre, float *y) {
+    if (rows == 0) return PLLM_OK;
+    DBUF(T_A, float, dact, rows * hid);
+    return launch_mlp_forward(ctx, in, hid, out, p, x, rows, pre, dact, y, 0);
+}
+static int bk_mlp_backward(pllm_ctx *ctx, int in, int hid, int out, const float *p, float *g, const float *x,
+                           const float *pre, const float *dy, int64_t rows, float *dx) {
+    if (rows == 0) return PLLM_OK;
+    int64_t np = PLLM_MLP_PARAMS(in, hid, out);
+    int64_t nblk = (rows + RB - 1) / RB;
+    int wave = (int)(nblk < WAVE ? nblk : WAVE);
+    DBUF(T_A, float, dact, rows * hid);
+    DBUF(T_B, float, ddp, rows * hid);
+    DBUF(T_C, float, dpart, (int64_t)wave * np);
+    mlp_backward_rows_kernel<<<grid_for(rows, MLP_THREADS), MLP_THREADS, 0, ctx->stream>>>(in, hid, out, p, pre, dy,
+                                                                                          rows, dact, ddp, dx);
+    LAUNCHED("mlp backward kernel");
+    for (int64_t b0 = 0; b0 < nblk; b0 += wave) {
+        int nb = (int)(nblk - b0 < wave ? nblk - b0 : wave);
+        mlp_partials_kernel<<<grid_for(np * nb, 128), 128, 0, ctx->stream>>>(in, hid, out, x, dy, dact, ddp, rows, b0,
+                                                                              nb, dpart);
+        LAUNCHED("mlp partials kernel");
+        add_partials_kernel<<<grid_for(np, 128), 128, 0, ctx->stream>>>(g, dpart, nb, np);
+        LAUNCHED("add partials kernel");
+    }
+    return PLLM_OK;
+}
+static int bk_rln_forward(pllm_ctx *ctx, int W, const float *p, const float *x, int64_t groups, float *y, float *mean,
+                          float *rstd) {
+    if (groups == 0) return PLLM_OK;
+    rln_forward_kernel<<<group_grid(groups), RLN_THREADS, 0, ctx->stream>>>(W, p, x, groups, y, mean, rstd);
+    LAUNCHED("rln forward kernel");
+    return PLLM_OK;
+}
+static int bk_rln_backward(pllm_ctx *ctx, int W, const float *p, float *g, const float *x, const float *dy,
+                           int64_t groups, const float *mean, const float *rstd, float *dx) {
+    if (groups == 0) return PLLM_OK;
+    int64_t nblk = (groups + RB - 1) / RB;
+    int wave = (int)(nblk < WAVE ? nblk : WAVE);
+    DBUF(T_A, float, dpart, (int64_t)wave * 2 * W);
+    rln_backward_dx_kernel<<<group_grid(groups), RLN_THREADS, 0, ctx->stream>>>(W, p, x, dy, groups, mean, rstd, dx);
+    LAUNCHED("rln backward kernel");
+    for (int64_t b0 = 0; b0 < nblk; b0 += wave) {
+        int nb = (int)(nblk - b0 < wave ? nblk - b0 : wave);
+        rln_partials_kernel<<<grid_for((int64_t)W * nb, 128), 128, 0, ctx->stream>>>(W, x, dy, groups, mean, rstd, b0,
+                                                                                      nb, dpart);
+        LAUNCHED("rln partials kernel");
+        add_partials_kernel<<<grid_for(2 * W, 128), 128, 0, ctx->stream>>>(g, dpart, nb, 2 * (int64_t)W);
+        LAUNCHED("add partials kernel");
+    }
+    return PLLM_OK;
+}
+static int bk_assign(pllm_ctx *ctx, const float *z, int64_t n, int dz, const float *c, int64_t k, int32_t *idx,
+                     float *dist) {
+    if (n == 0) return PLLM_OK;
+    if (dz > AS_TILE_FLOATS)
+        return pllm_fail(ctx, PLLM_ERR_UNSUPPORTED, "train: latent size %d exceeds this backend's %d", dz, AS_TILE_FLOATS);
+    unsigned g = grid_for(n, AS_THREADS);
+    switch (dz) {
+#define AS_CASE(D) \
+    case D: assign_kernel<D><<<g, AS_THREADS, 0, ctx->stream>>>(z, n, dz, c, k, idx, dist); break;
+        AS_CASE(1) AS_CASE(2) AS_CASE(3) AS_CASE(4) AS_CASE(6) AS_CASE(8) AS_CASE(12) AS_CASE(16)
+    default: assign_kernel<0><<<g, AS_THREADS, 0, ctx->stream>>>(z, n, dz, c, k, idx, dist); break;
+#undef AS_CASE
+    }
+    LAUNCHED("assign kernel");
+    return PLLM_OK;
+}
+static int bk_stats(pllm_ctx *ctx, const float *z, int64_t n, int dz, const int32_t *idx, int64_t k, double *sums,
+                    int64_t *counts) {
+    if (n == 0) {
+        CK(cudaMemsetAsync(sums, 0, (size_t)k * dz * sizeof(double), ctx->stream), "memset");
+        CK(cudaMemsetAsync(counts, 0, (size_t)k * sizeof(int64_t), ctx->stream), "memset");
+        return PLLM_OK;
+    }
+    DBUF(T_A, int32_t, dkeys2, n);
+    DBUF(T_B, int32_t, drows, n);
+    DBUF(T_C, int32_t, drows2, n);
+    DBUF(T_D, unsigned long long, dcnt, k);
+    DBUF(T_E, unsigned long long, dstart, k);
+    iota_kernel<<<grid_for(n, 256), 256, 0, ctx->stream>>>(drows, n);
+    LAUNCHED("iota kernel");
+    CK(cudaMemsetAsync(dcnt, 0, (size_t)k * sizeof(unsigned long long), ctx->stream), "memset");
+    count_kernel<<<grid_for(n, 256), 256, 0, ctx->stream>>>(idx, n, dcnt);
+    LAUNCHED("count kernel");
+    int end_bit = 1;
+    while (end_bit < 31 && ((int64_t)1 << end_bit) < k) end_bit++;
+    size_t sort_bytes = 0, scan_bytes = 0;
+    CK(cub::DeviceRadixSort::SortPairs(NULL, sort_bytes, idx, dkeys2, drows, drows2, (int)n, 0, end_bit, ctx->stream),
+       "sort size");
+    CK(cub::DeviceScan::ExclusiveSum(NULL, scan_bytes, dcnt, dstart, (int)k, ctx->stream), "scan size");
+    DBUF(T_F, unsigned char, dtmp, sort_bytes > scan_bytes ? sort_bytes : scan_bytes);
+    CK(cub::DeviceRadixSort::SortPairs(dtmp, sort_bytes, idx, dkeys2, drows, drows2, (int)n, 0, end_bit, ctx->stream),
+       "sort");
+    CK(cub::DeviceScan::ExclusiveSum(dtmp, scan_bytes, dcnt, dstart, (int)k, ctx->stream), "scan");
+    stats_sum_kernel<<<grid_for(k * dz, 128), 128, 0, ctx->stream>>>(z, dz, drows2, dcnt, dstart, k, sums, counts);
+    LAUNCHED("stats kernel");
+    return PLLM_OK;
+}
+static int bk_adam(pllm_ctx *ctx, float *p, const float *g, float *m, float *v, int64_t n, float lr, float b1,
+                   float b2, float eps, int64_t step) {
+    float bc1 = (float)(1.0 - pow((double)b1, (double)step));
+    float bc2 = (float)(1.0 - pow((double)b2, (double)step));
+    adam_kernel<<<grid_for(n, 256), 256, 0, ctx->stream>>>(p, g, m, v, n, lr, b1, b2, eps, bc1, bc2);
+    LAUNCHED("adam kernel");
+    return PLLM_OK;
+}
+static int bk_decode(pllm_ctx *ctx, int e, int dim, int latent, int hidden, const float *p, const float *c, int64_t k,
+                     const int32_t *idx, int64_t rows, float *out) {
+    if (rows == 0) return PLLM_OK;
+    const int W = e * latent;
+    const int64_t P1 = PLLM_MLP_PARAMS(latent, hidden, latent), nsub = rows * e;
+    DBUF(T_A, float, dY, nsub * latent);
+    DBUF(T_B, float, dU, nsub * latent);
+    DBUF(T_C, float, dpre, nsub * hidden);
+    DBUF(T_D, float, dact, nsub * hidden);
+    const float *n1 = p, *d1 = n1 + 2 * W, *n2 = d1 + P1, *d2 = n2 + 2 * W, *n3 = d2 + P1, *d0 = n3 + 2 * W;
+    gather_kernel<<<grid_for(nsub * latent, 256), 256, 0, ctx->stream>>>(c, latent, idx, nsub, dY);
+    LAUNCHED("gather kernel");
+    rln_forward_kernel<<<group_grid(rows), RLN_THREADS, 0, ctx->stream>>>(W, n1, dY, rows, dU, NULL, NULL);
+    LAUNCHED("rln kernel");
+    TRY(launch_mlp_forward(ctx, latent, hidden, latent, d1, dU, nsub, dpre, dact, dY, 1));
+    rln_forward_kernel<<<group_grid(rows), RLN_THREADS, 0, ctx->stream>>>(W, n2, dY, rows, dU, NULL, NULL);
+    LAUNCHED("rln kernel");
+    TRY(launch_mlp_forward(ctx, latent, hidden, latent, d2, dU, nsub, dpre, dact, dY, 1));
+    rln_forward_kernel<<<group_grid(rows), RLN_THREADS, 0, ctx->stream>>>(W, n3, dY, rows, dU, NULL, NULL);
+    LAUNCHED("rln kernel");
+    return launch_mlp_forward(ctx, latent, hidden, dim, d0, dU, nsub, dpre, dact, out, 0);
+}
+
+static int bk_gather_rows(pllm_ctx *ctx, const float *src, const int32_t *order, int64_t nrows, int64_t rowlen,
+                          float *dst) {
+    if (nrows == 0) return PLLM_OK;
+    gather_rows_kernel<<<grid_for(nrows * rowlen, 256), 256, 0, ctx->stream>>>(src, order, nrows, rowlen, dst);
+    LAUNCHED("gather rows kernel");
+    return PLLM_OK;
+}
+static int bk_gather_codewords(pllm_ctx *ctx, const float *c, const int32_t *idx, int64_t n, int lat, float *dst) {
+    return bk_gather_rows(ctx, c, idx, n, lat, dst);
+}
+static int bk_add(pllm_ctx *ctx, float *dst, const float *a, const float *b, int64_t n) {
+    if (n == 0) return PLLM_OK;
+    add_kernel<<<grid_for(n, 256), 256, 0, ctx->stream>>>(dst, a, b, n);
+    LAUNCHED("add kernel");
+    return PLLM_OK;
+}
+static int bk_add_to(pllm_ctx *ctx, float *dst, const float *src, int64_t n) {
+    if (n == 0) return PLLM_OK;
+    add_to_kernel<<<grid_for(n, 256), 256, 0, ctx->stream>>>(dst, src, n);
+    LAUNCHED("add kernel");
+    return PLLM_OK;
+}
+static int bk_add_codewords(pllm_ctx *ctx, float *dst, const float *c, const int32_t *idx, int64_t n, int lat) {
+    if (n == 0) return PLLM_OK;
+    add_codewords_kernel<<<grid_for(n * lat, 256), 256, 0, ctx->stream>>>(dst, c, idx, n, lat);
+    LAUNCHED("add codewords kernel");
+    return PLLM_OK;
+}
+static int bk_sum(pllm_ctx *ctx, const float *a, int64_t n, double *s) {
+    int64_t nb = (n + RB - 1) / RB;
+    DBUF(T_PART, double, part, nb);
+    if (nb) {
+        chunk_sum_kernel<<<grid_for(nb, 128), 128, 0, ctx->stream>>>(a, n, part);
+        LAUNCHED("sum kernel");
+    }
+    seq_sum_kernel<<<1, 1, 0, ctx->stream>>>(part, nb, s);
+    LAUNCHED("sum kernel");
+    return PLLM_OK;
+}
+static int bk_loss_grad(pllm_ctx *ctx, const float *xhat, const float *x, const float *w, int64_t n, float *dxhat,
+                        double *s) {
+    TRY(bk_sum(ctx, w, n, s + 1));
+    int64_t nb = (n + RB - 1) / RB;
+    DBUF(T_PART, double, part, nb);
+    if (nb) {
+        loss_grad_kernel<<<grid_for(nb, 128), 128, 0, ctx->stream>>>(xhat, x, w, n, s + 1, dxhat, part);
+        LAUNCHED("loss kernel");
+    }
+    seq_sum_kernel<<<1, 1, 0, ctx->stream>>>(part, nb, s);
+    LAUNCHED("sum kernel");
+    return PLLM_OK;
+}
+static int bk_commit(pllm_ctx *ctx, float *g, const float *z, const float *c, const int32_t *idx, int64_t n, int lat,
+                     float coef) {
+    if (n == 0) return PLLM_OK;
+    commit_kernel<<<grid_for(n * lat, 256), 256, 0, ctx->stream>>>(g, z, c, idx, n, lat, coef);
+    LAUNCHED("commitment kernel");
+    return PLLM_OK;
+}
+static int bk_codebook_grad(pllm_ctx *ctx, float *gc, const float *c, const double *sums, const int64_t *counts,
+                            int64_t k, int lat, double coef) {
+    codebook_grad_kernel<<<grid_for(k * lat, 256), 256, 0, ctx->stream>>>(gc, c, sums, counts, k, lat, coef);
+    LAUNCHED("codebook gradient kernel");
+    return PLLM_OK;
+}
+static int bk_batch_loss(pllm_ctx *ctx, double *acc, const double *se_sw, const double *cb, double lambda,
+                         int64_t nlat) {
+    batch_loss_kernel<<<1, 1, 0, ctx->stream>>>(acc, se_sw, cb, lambda, nlat);
+    LAUNCHED("batch loss kernel");
+    return PLLM_OK;
+}
+static int bk_full_mse(pllm_ctx *ctx, const float *y, const float *x, const float *w, int64_t n, double *s) {
+    int64_t nb = (n + RB - 1) / RB;
+    DBUF(T_PART, double, part, 2 * nb);
+    if (nb) {
+        full_mse_kernel<<<grid_for(nb, 128), 128, 0, ctx->stream>>>(y, x, w, n, part, part + nb);
+        LAUNCHED("mse kernel");
+    }
+    seq_sum_kernel<<<1, 1, 0, ctx->stream>>>(part, nb, s);
+    LAUNCHED("sum kernel");
+    seq_sum_kernel<<<1, 1, 0, ctx->stream>>>(part + nb, nb, s + 1);
+    LAUNCHED("sum kernel");
+    return PLLM_OK;
+}
+static int bk_lloyd(pllm_ctx *ctx, float *c, const double *sums, const int64_t *counts, int64_t k, int lat) {
+    lloyd_kernel<<<grid_for(k * lat, 256), 256, 0, ctx->stream>>>(c, sums, counts, k, lat);
+    LAUNCHED("lloyd kernel");
+    return PLLM_OK;
+}
+
+#include "../common/train.inc"

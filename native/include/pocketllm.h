@@ -10,6 +10,11 @@
  *   libpocketllm_cuda.so  the same kernels on an NVIDIA GPU; host buffers are
  *                         copied to the device and back inside each call
  *
+ * Besides the per-call kernels, both export a resident training run
+ * (pllm_train_*, end of this header): one tensor group's data and
+ * parameters are uploaded once, every epoch runs in the library's own memory
+ * (device memory for CUDA), and the best parameters are downloaded once.
+ *
  * Both export exactly the functions below. Each kernel equals the loop written
  * in the doc comment of the matching method of bindings.Kernels
  * (bindings/kernels.go); the comments here repeat those loops word for word.
@@ -93,7 +98,7 @@ extern "C" {
 /* The version of this ABI. It changes whenever a signature or a documented
  * semantic changes; callers must refuse a library whose pllm_abi_version()
  * differs from the value they were written against. */
-#define PLLM_ABI_VERSION 1
+#define PLLM_ABI_VERSION 2 /* 2 added the pllm_train_* functions; nothing of 1 changed */
 
 /* Status codes. */
 #define PLLM_OK 0
@@ -263,6 +268,134 @@ PLLM_API int pllm_adam(pllm_ctx *ctx, float *p, const float *g, float *m, float 
 PLLM_API int pllm_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32_t latent, int32_t hidden,
                          const float *p, const float *c, int64_t k, const int32_t *idx,
                          int64_t rows, float *out);
+
+
+/* ---- resident training run (ABI 2) -------------------------------------
+ *
+ * One training run of one tensor group, composed in the library from the
+ * kernels above with exactly the Go trainer's step (compress/metanet
+ * Workspace.Step, compress/pocketllm trainer.run): the data and parameters
+ * live in the library's memory (GPU memory for the CUDA library) from
+ * pllm_train_upload to pllm_train_download; an epoch copies in only the row
+ * order and copies out two numbers.
+ *
+ *     int64_t io[PLLM_TRAIN_NI] = {rows, e, dim, latent, hidden, k, skip, rows_per_batch};
+ *     double  dd[PLLM_TRAIN_ND] = {lambda, beta, 0.9, 0.999, 1e-8};
+ *     pllm_train *tr;
+ *     pllm_train_create(ctx, io, PLLM_TRAIN_NI, dd, PLLM_TRAIN_ND, &tr);
+ *     pllm_train_upload(tr, x, wts, params, 0);
+ *     for (epoch ...) pllm_train_epoch(tr, order, lr, step0, refresh, &loss, &mse, &best);
+ *     pllm_train_download(tr, best_params, best_idx, &best_mse, &best_epoch);
+ *     pllm_train_destroy(tr);
+ *
+ * A run belongs to the context it was created on: it reports its errors
+ * there (pllm_ctx_error), must be destroyed before the context, and must not
+ * be used while another call on that context runs.
+ *
+ * Parameter vector (params, best_params): encoder | decoder | codebook, as
+ * compress/metanet Shape.ViewsOf lays it out:
+ *   encoder  E0 (dim->hidden->latent MLP) | Ne1 (RLN) | E1 (latent->hidden->latent)
+ *            | Ne2 | E2 (latent->hidden->latent) | Ne3, RLNs of width e*latent
+ *   decoder  the Decoder layout above (PLLM_DECODER_PARAMS)
+ *   codebook [k, latent]
+ * pllm_train_params() gives its length.
+ *
+ * One step, on the rows order[b0 .. b0+nr) of the epoch's order (nr =
+ * rows_per_batch, less for the last batch), with B = nr*e sub-vectors:
+ *   encoder   z = E0(x) (+ x when skip); z += E1(Ne1(z));
+ *             z = Ne3(z + E2(Ne2(z)))   (skip: z + E2(Ne2(z)), no Ne3)
+ *   assign    idx = nearest codeword of each z; y0 = C[idx]
+ *   decoder   the Decoder on y0, plus y0 when skip
+ *   loss      sw = sum wts; recon = sum wts*(x_hat-x)^2 / sw (float64 sums);
+ *             dL/dx_hat = float(2/sw) * wts * (x_hat-x)
+ *   backward  through the decoder to y0, handed to z (straight-through);
+ *             beta != 0: += float(2 beta/(B latent)) * (z - C[idx]);
+ *             lambda != 0: the codebook's gradient is
+ *             float(2 lambda/(B latent) * (count_j C_j - sum_{idx=j} z)) from
+ *             pllm_codebook_stats; then through the encoder
+ *   update    one pllm_adam step over the whole vector (gradient cleared
+ *             before each batch), Adam step numbers first_step, first_step+1, ...
+ *   loss sum  += recon + lambda * sum(dist)/(B latent); mean_loss = sum/batches
+ * The full pass then encodes every row (in chunks of rows_per_batch), assigns
+ * every latent, decodes every row (plus the codeword when skip) and measures
+ * sum wts*(x_hat-x)^2 / sum wts over all elements in float64.
+ *
+ * The CPU library sums every float64 scalar in element order and calls the
+ * same kernels with the same sizes as the Go trainer does, so it gives the
+ * same bytes as the per-call path; the CUDA library takes those sums in
+ * blocks of PLLM_REDUCE_BLOCK elements added in block order (deterministic,
+ * not identical), and copies to the host only the epoch's two numbers, the
+ * k-means refresh's per-codeword counts (and, when a codeword is dead, the
+ * latents' distances) and the downloads.
+ */
+typedef struct pllm_train pllm_train;
+
+/* Slots of the integer options of pllm_train_create. */
+#define PLLM_TRAIN_ROWS 0           /* weight rows of the group, >= 1 */
+#define PLLM_TRAIN_E 1              /* sub-vectors per row */
+#define PLLM_TRAIN_DIM 2            /* sub-vector length */
+#define PLLM_TRAIN_LATENT 3         /* latent size (must equal dim when skip) */
+#define PLLM_TRAIN_HIDDEN 4         /* MLP hidden width */
+#define PLLM_TRAIN_K 5              /* codebook entries */
+#define PLLM_TRAIN_SKIP 6           /* 1: metanet Shape.Skip (identity paths, no Ne3); 0: not */
+#define PLLM_TRAIN_ROWS_PER_BATCH 7 /* rows per optimizer step, in [1, rows] */
+#define PLLM_TRAIN_NI 8
+/* Slots of the float64 options. */
+#define PLLM_TRAIN_LAMBDA 0   /* codebook term weight, >= 0 */
+#define PLLM_TRAIN_BETA 1     /* commitment term weight, >= 0 */
+#define PLLM_TRAIN_ADAM_B1 2  /* Adam's b1, b2 and eps, used as float32 */
+#define PLLM_TRAIN_ADAM_B2 3
+#define PLLM_TRAIN_ADAM_EPS 4
+#define PLLM_TRAIN_ND 5
+
+/* Creates a run in *out (NULL on failure) and allocates all its memory.
+ * iopt holds ni >= PLLM_TRAIN_NI values and dopt nd >= PLLM_TRAIN_ND values
+ * (slots above; extra slots must be 0). PLLM_ERR_NO_MEMORY when the group
+ * does not fit. */
+PLLM_API int pllm_train_create(pllm_ctx *ctx, const int64_t *iopt, int32_t ni, const double *dopt, int32_t nd,
+                               pllm_train **out);
+
+/* The length of the run's parameter vector; 0 for NULL. */
+PLLM_API int64_t pllm_train_params(const pllm_train *train);
+
+/* Copies the group in: x and wts are [rows*e*dim] (the scaled, zero-padded
+ * sub-vectors and each element's loss weight, 0 on padding), params the
+ * initial parameter vector. Adam's moments are cleared, the step counter is
+ * the caller's. initial_candidate != 0 makes these parameters the epoch-0
+ * candidate for the best (a full pass measures them now); otherwise the first
+ * epoch is always taken. May be called again to start over. */
+PLLM_API int pllm_train_upload(pllm_train *train, const float *x, const float *wts, const float *params,
+                               int32_t initial_candidate);
+
+/* Runs one epoch: every batch of order (rows int32 row numbers, normally a
+ * permutation, each in [0, rows)) with learning rate lr and Adam steps from
+ * first_step (>= 1); then, when kmeans_refresh != 0, pllm_train_kmeans_refresh;
+ * then the full pass. The epoch's parameters and indices become the best when
+ * its full-pass MSE is lower than the best so far (or there is none yet).
+ * Writes the mean batch loss, the full-pass MSE and the best epoch so far
+ * (epochs count from 1 per upload; 0 is the initial candidate). Any output
+ * pointer may be NULL. */
+PLLM_API int pllm_train_epoch(pllm_train *train, const int32_t *order, float lr, int64_t first_step,
+                              int32_t kmeans_refresh, double *mean_loss, double *full_pass_mse,
+                              int64_t *best_epoch);
+
+/* One exact Lloyd step on the current parameters: encode every row, assign,
+ * each codeword with latents assigned becomes their mean (float64 sums,
+ * rounded), and the n-th dead codeword (in codeword order) becomes the
+ * latent with the n-th largest distance to its codeword (ties to the lower
+ * position; a NaN distance counts as largest). Adam's moments of the codebook
+ * are cleared. PLLM_ERR_UNSUPPORTED when there are more dead codewords than
+ * latents. */
+PLLM_API int pllm_train_kmeans_refresh(pllm_train *train);
+
+/* Copies out the best parameters (pllm_train_params values), the indices of
+ * their full pass ([rows*e]), its MSE and its epoch. Any output may be NULL.
+ * PLLM_ERR_INVALID_ARG before there is a best (no epoch and no candidate). */
+PLLM_API int pllm_train_download(pllm_train *train, float *best_params, int32_t *best_indices, double *best_mse,
+                                 int64_t *best_epoch);
+
+/* Frees a run and all its memory. NULL is allowed. */
+PLLM_API void pllm_train_destroy(pllm_train *train);
 
 #ifdef __cplusplus
 }
