@@ -84,7 +84,7 @@ func trainingSettings(c *cli.Context) (pocketllm.Settings, error) {
 	default:
 		return st, fmt.Errorf("--decoder-dtype %q: want f16 or f32", c.String("decoder-dtype"))
 	}
-	// Check the training settings with a placeholder size; the real ones are planned per group.
+	// Check the training settings at a stand-in size; the real ones are planned per group.
 	probe := st
 	probe.Dim, probe.K = 4, 256
 	if err := probe.Validate(); err != nil {

@@ -17,7 +17,7 @@ const (
 	longestEpoch = 1 << 20
 )
 
-func placeholderMembers(g plan.Group) []pllm.Member {
+func longestMembers(g plan.Group) []pllm.Member {
 	mp, _ := json.Marshal(MemberParams{NMSE: longestFloat})
 	out := make([]pllm.Member, len(g.Members))
 	for j, m := range g.Members {
@@ -28,7 +28,7 @@ func placeholderMembers(g plan.Group) []pllm.Member {
 
 func groupBytes(g plan.Group, method string, params any, arrays []pllm.ArrayInfo) int64 {
 	p, _ := json.Marshal(params)
-	n, err := pllm.GroupSize(pllm.GroupInfo{Name: g.Name, Method: method, Params: p, Members: placeholderMembers(g), Arrays: arrays})
+	n, err := pllm.GroupSize(pllm.GroupInfo{Name: g.Name, Method: method, Params: p, Members: longestMembers(g), Arrays: arrays})
 	if err != nil {
 		panic("pipeline: describing a group the planner built: " + err.Error())
 	}
