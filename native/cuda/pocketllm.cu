@@ -759,40 +759,25 @@ PLLM_API int pllm_adam(pllm_ctx *ctx, float *p, const float *g, float *m, float 
     return sync(ctx);
 }
 
+static int bk_decode(pllm_ctx *ctx, int e, int dim, int latent, int hidden, const float *p, const float *c, int64_t k,
+                     const int32_t *idx, int64_t rows, float *out);
+
 PLLM_API int pllm_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32_t latent, int32_t hidden, const float *p,
                          const float *c, int64_t k, const int32_t *idx, int64_t rows, float *out) {
     TRY(pllm_check_decode(ctx, e, dim, latent, hidden, p, c, k, idx, rows, out));
     if (rows == 0) return PLLM_OK;
     TRY(enter(ctx));
-    const int W = e * latent;
-    const int64_t np = PLLM_DECODER_PARAMS(e, dim, latent, hidden), P1 = PLLM_MLP_PARAMS(latent, hidden, latent);
-    const int64_t nsub = rows * e;
-    DBUF(S_A, float, dp_, np);
-    DBUF(S_B, float, dc, k * latent);
-    DBUF(S_C, int32_t, di, nsub);
-    DBUF(S_D, float, dY, nsub * latent);
-    DBUF(S_E, float, dU, nsub * latent);
-    DBUF(S_F, float, dpre, nsub * hidden);
-    DBUF(S_G, float, dact, nsub * hidden);
-    DBUF(S_H, float, dout, nsub * dim);
+    const int64_t np = PLLM_DECODER_PARAMS(e, dim, latent, hidden), nsub = rows * e;
+    /* Slots S_I..S_L: bk_decode takes its scratch from T_A..T_D (slots 0-3). */
+    DBUF(S_I, float, dp_, np);
+    DBUF(S_J, float, dc, k * latent);
+    DBUF(S_K, int32_t, di, nsub);
+    DBUF(S_L, float, dout, nsub * dim);
     TRY(h2d(ctx, dp_, p, np * sizeof(float)));
     TRY(h2d(ctx, dc, c, (size_t)k * latent * sizeof(float)));
     TRY(h2d(ctx, di, idx, (size_t)nsub * sizeof(int32_t)));
-    const float *n1 = dp_, *d1 = n1 + 2 * W, *n2 = d1 + P1, *d2 = n2 + 2 * W, *n3 = d2 + P1, *d0 = n3 + 2 * W;
-    gather_kernel<<<grid_for(nsub * latent, 256), 256, 0, ctx->stream>>>(dc, latent, di, nsub, dY);
-    LAUNCHED("gather kernel");
-    /* y = y + D1(N1(y)) */
-    rln_forward_kernel<<<group_grid(rows), RLN_THREADS, 0, ctx->stream>>>(W, n1, dY, rows, dU, NULL, NULL);
-    LAUNCHED("rln kernel");
-    TRY(launch_mlp_forward(ctx, latent, hidden, latent, d1, dU, nsub, dpre, dact, dY, 1));
-    /* y = N3(y + D2(N2(y))) */
-    rln_forward_kernel<<<group_grid(rows), RLN_THREADS, 0, ctx->stream>>>(W, n2, dY, rows, dU, NULL, NULL);
-    LAUNCHED("rln kernel");
-    TRY(launch_mlp_forward(ctx, latent, hidden, latent, d2, dU, nsub, dpre, dact, dY, 1));
-    rln_forward_kernel<<<group_grid(rows), RLN_THREADS, 0, ctx->stream>>>(W, n3, dY, rows, dU, NULL, NULL);
-    LAUNCHED("rln kernel");
-    /* x = D0(y) */
-    TRY(launch_mlp_forward(ctx, latent, hidden, dim, d0, dU, nsub, dpre, dact, dout, 0));
+    /* The same device-memory decoder the resident training runs use. */
+    TRY(bk_decode(ctx, e, dim, latent, hidden, dp_, dc, k, di, rows, dout));
     TRY(d2h(ctx, out, dout, (size_t)nsub * dim * sizeof(float)));
     return sync(ctx);
 }

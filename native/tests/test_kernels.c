@@ -4,8 +4,8 @@
  * double-precision references written here, sharing no code with the
  * library.
  *
- *   pllm_test_xxx            run the tests; exit 0 pass, 1 fail, 77 skipped
- *   pllm_test_xxx --digest   print one hash of the outputs of a fixed
+ *   pllm_test_<backend>      run the tests; exit 0 pass, 1 fail, 77 skipped
+ *   pllm_test_<backend> --digest print one hash of the outputs of a fixed
  *                            workload (determinism across thread counts)
  *
  * Every output buffer is surrounded by guard bytes that are checked after

@@ -7,7 +7,7 @@
  * the same order, so they must agree bit for bit; on CUDA the resident run's
  * float64 sums are blocked, so they must agree to a tolerance.
  *
- *   pllm_test_train_xxx    exit 0 pass, 1 fail, 77 skipped
+ *   pllm_test_train_<backend> exit 0 pass, 1 fail, 77 skipped
  */
 #include <math.h>
 #include <stdint.h>
