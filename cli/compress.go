@@ -5,21 +5,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"pocketllm-native/compress/calib"
-	"pocketllm-native/compress/eval"
-	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/pipeline"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/compress/rtn"
-	"pocketllm-native/compress/tokenizer"
 )
 
 func compressCommand() *cli.Command {
@@ -56,9 +51,19 @@ func compressCommand() *cli.Command {
 			&cli.IntFlag{Name: "hidden", Value: def.Hidden, Usage: "hidden width of the encoder and decoder MLPs"},
 			&cli.StringFlag{Name: "decoder-dtype", Value: "f16", Usage: "precision of the stored decoder MLPs: f16 or f32"},
 			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed; the same seed, input, settings and backend give the same bytes"},
-			&cli.StringFlag{Name: "calibration", Usage: "text to run the original model over: each weight's error is weighed by its input's mean square activation (needs --tokenizer; never the evaluation text)"},
-			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer for --calibration: a llama2.c tokenizer .bin or a tokenizer.json"},
+			&cli.StringFlag{Name: "calibration", Usage: "text the original model runs over to tell which weights matter, one sequence per line (never the evaluation text); default: text sampled from the model itself"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer for calibration: a llama2.c tokenizer .bin or a tokenizer.json (a Hugging Face folder's own is used when this is not given)"},
 			&cli.IntFlag{Name: "calibration-tokens", Value: 0, Usage: "use at most this many calibration tokens (0: all)"},
+			&cli.IntFlag{Name: "calibration-samples", Value: pipeline.DefaultSamples, Usage: "sequences sampled from the model when no --calibration text is given"},
+			&cli.BoolFlag{Name: "no-calibration", Usage: "no calibration at all: minimise the weights' own squared error"},
+			&cli.StringFlag{Name: "objective", Value: pipeline.ObjectiveOutput, Usage: "output: each layer's output error on calibration inputs (full second moments); diag: each weight weighed by its input's mean square; weights: plain weight error"},
+			&cli.IntFlag{Name: "tune-steps", Value: defaultTuneSteps, Usage: "Adam steps of each group's decoder, codebook and scales against the output error after training (0: off)"},
+			&cli.Float64Flag{Name: "tune-lr", Value: defaultTuneLR, Usage: "learning rate of --tune-steps"},
+			&cli.BoolFlag{Name: "index-update", Value: true, Usage: "vq: re-pick indices by error feedback against the output error (GPTQ-style), kept only where the error falls"},
+			&cli.BoolFlag{Name: "sequential", Value: true, Usage: "measure each layer's inputs on the model whose earlier layers are already compressed"},
+			&cli.IntFlag{Name: "e2e-steps", Value: defaultE2ESteps, Usage: "Adam steps of every group's continuous parameters and the norms against the KL divergence from the original model on the calibration text (0: off)"},
+			&cli.Float64Flag{Name: "e2e-lr", Value: defaultE2ELR, Usage: "learning rate of --e2e-steps"},
+			&cli.IntFlag{Name: "e2e-batch", Value: defaultE2EBatch, Usage: "calibration sequences per --e2e-steps step"},
 			backendFlag,
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 			&cli.BoolFlag{Name: "progress-json", Usage: "write progress as JSON lines on stderr"},
@@ -131,7 +136,7 @@ func runCompress(c *cli.Context) error {
 	if !strings.HasSuffix(o.Out, ".pllm") {
 		return fmt.Errorf("--out %s: the output file name must end in .pllm", o.Out)
 	}
-	if err := calibrate(c, &o); err != nil {
+	if o.Calibration, o.Tuning, err = tuningOptions(c); err != nil {
 		return err
 	}
 	k, err := kernels(c)
@@ -165,7 +170,25 @@ func runCompress(c *cli.Context) error {
 func progressPrinter(w io.Writer, live bool) func(pipeline.Event) {
 	return func(e pipeline.Event) {
 		head := fmt.Sprintf("[%d/%d] %s (%d tensor%s, %.2f bits/weight planned)", e.Index, e.Of, e.Group, e.Members, plural(e.Members), e.PlannedBPW)
+		if e.Stage != "" && e.Kind != "calibration" && e.Kind != "notice" {
+			head = fmt.Sprintf("[%d/%d] %s %s", e.Index, e.Of, e.Stage, e.Group)
+		}
 		switch e.Kind {
+		case "calibration":
+			fmt.Fprintf(w, "calibration: %s\n", e.Stage)
+		case "notice":
+			fmt.Fprintln(w, e.Stage)
+		case "tune":
+			if live {
+				p := e.Tune
+				fmt.Fprintf(w, "\r\033[K%s step %d/%d objective %.5g best %.5g", head, p.Step, p.Steps, p.Loss, p.Best)
+			}
+		case "tuned":
+			if live {
+				fmt.Fprint(w, "\r\033[K")
+			}
+			p := e.Tune
+			fmt.Fprintf(w, "%s objective %.5g -> %.5g (step %d of %d)\n", head, p.Loss, p.Best, p.Step, p.Steps)
 		case "epoch":
 			if live {
 				p := e.Epoch
@@ -234,36 +257,33 @@ func printReport(w io.Writer, r *pipeline.Report) {
 	}
 }
 
-// calibrate runs the original model over --calibration text and sets the
-// column weights of the calibration-aware loss.
-func calibrate(c *cli.Context, o *pipeline.CompressOptions) error {
-	text := c.String("calibration")
-	if text == "" {
-		if c.IsSet("tokenizer") {
-			return fmt.Errorf("--tokenizer is only used with --calibration")
-		}
-		return nil
+// Defaults of the tuning after training: the best settings measured
+// (RESULTS.md).
+const (
+	defaultTuneSteps = 100
+	defaultTuneLR    = 2e-3
+	defaultE2ESteps  = 100
+	defaultE2ELR     = 5e-4
+	defaultE2EBatch  = 8
+)
+
+// tuningOptions reads the calibration and tuning flags (compress's, which
+// sweep shares).
+func tuningOptions(c *cli.Context) (pipeline.Calibration, pipeline.Tuning, error) {
+	cal := pipeline.Calibration{
+		Off: c.Bool("no-calibration"), Text: c.String("calibration"), Tokenizer: c.String("tokenizer"),
+		MaxTokens: c.Int("calibration-tokens"), Samples: c.Int("calibration-samples"), Seed: c.Uint64("seed"),
 	}
-	if !c.IsSet("tokenizer") {
-		return fmt.Errorf("--calibration needs --tokenizer")
+	tu := pipeline.Tuning{
+		Objective: c.String("objective"), OutputSteps: c.Int("tune-steps"), OutputLR: c.Float64("tune-lr"),
+		IndexUpdate: c.Bool("index-update"), Sequential: c.Bool("sequential"),
+		E2ESteps: c.Int("e2e-steps"), E2ELR: c.Float64("e2e-lr"), E2EBatch: c.Int("e2e-batch"),
 	}
-	tok, err := tokenizer.Load(c.String("tokenizer"))
-	if err != nil {
-		return err
+	if cal.Off && (cal.Text != "" || c.IsSet("tokenizer")) {
+		return cal, tu, fmt.Errorf("--no-calibration takes neither --calibration nor --tokenizer")
 	}
-	lines, err := eval.ReadLines(text)
-	if err != nil {
-		return err
+	if cal.Samples < 1 || cal.MaxTokens < 0 {
+		return cal, tu, fmt.Errorf("--calibration-samples %d and --calibration-tokens %d: need at least 1 sample and no negative budget", cal.Samples, cal.MaxTokens)
 	}
-	m, err := llama.Open(o.In)
-	if err != nil {
-		return err
-	}
-	st, err := calib.Collect(m, tok, lines, c.Int("calibration-tokens"))
-	if err != nil {
-		return fmt.Errorf("%s: %w", text, err)
-	}
-	o.ColWeights = st.MeanSquare
-	o.Calibration = fmt.Sprintf("%s (%d tokens)", filepath.Base(text), st.Tokens)
-	return nil
+	return cal, tu, nil
 }

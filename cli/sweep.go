@@ -17,6 +17,8 @@ import (
 var sweepTrainingFlags = []string{
 	"dims", "epochs", "lr", "decay-every", "batch", "lambda", "beta", "kmeans-every", "kmeans-init", "refine", "refine-passes",
 	"hidden", "decoder-dtype", "seed", "vq-iters", "include", "exclude", "calibration", "calibration-tokens",
+	"calibration-samples", "no-calibration", "objective", "tune-steps", "tune-lr", "index-update", "sequential",
+	"e2e-steps", "e2e-lr", "e2e-batch",
 }
 
 // compressFlags returns compress's flags of those names, in that order.
@@ -101,9 +103,23 @@ func runSweep(c *cli.Context) error {
 		} else if same {
 			return fmt.Errorf("--calibration %s is the evaluation text; calibrate on other text", cal)
 		}
-		if err := calibrate(c, &base); err != nil {
+	}
+	calOpt, tu, err := tuningOptions(c)
+	if err != nil {
+		return err
+	}
+	// The evaluation tokenizer is the model's; calibration uses it too.
+	calOpt.Tokenizer = c.String("tokenizer")
+	base.Tuning = tu
+	if tu.Objective != pipeline.ObjectiveWeights && !calOpt.Off {
+		cal, notice, err := pipeline.Calibrate(c.String("model"), calOpt, tu.Objective == pipeline.ObjectiveOutput)
+		if err != nil {
 			return err
 		}
+		if notice != "" && !c.Bool("quiet") {
+			fmt.Fprintln(c.App.ErrWriter, notice)
+		}
+		base.Calibrated = cal
 	}
 	k, err := kernels(c)
 	if err != nil {

@@ -18,6 +18,7 @@ package llama
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"pocketllm-native/compress/checkpoint"
 )
@@ -247,3 +248,20 @@ func (m *Model) ContextLength() int { return m.Config.MaxPositionEmbeddings }
 
 // HeadDim is the size of one attention head.
 func (m *Model) HeadDim() int { return m.headDim }
+
+// SetLayerTensor points the projection of l that name (a per-layer tensor
+// name, e.g. "model.layers.3.mlp.up_proj.weight") designates at w. It
+// reports false for a name that is not one of a layer's projections.
+func SetLayerTensor(l *Layer, name string, w []float32) bool {
+	parts := map[string]*[]float32{
+		"self_attn.q_proj": &l.Q, "self_attn.k_proj": &l.K, "self_attn.v_proj": &l.V, "self_attn.o_proj": &l.O,
+		"mlp.gate_proj": &l.Gate, "mlp.up_proj": &l.Up, "mlp.down_proj": &l.Down,
+	}
+	for part, p := range parts {
+		if strings.HasSuffix(name, "."+part+".weight") {
+			*p = w
+			return true
+		}
+	}
+	return false
+}

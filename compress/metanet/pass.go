@@ -1,6 +1,8 @@
 package metanet
 
 import (
+	"fmt"
+
 	"pocketllm-native/bindings"
 )
 
@@ -169,12 +171,31 @@ func (w *Workspace) Step(k bindings.Kernels, v, grad Views, x, wts []float32, ro
 // weighted reconstruction MSE against x, accumulates the decoder's gradient
 // into grad and leaves dL/dy0 in w.g0.
 func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x, wts []float32, rows int) (float64, error) {
+	if err := w.decodeForward(k, v, rows); err != nil {
+		return 0, err
+	}
+	n := rows * w.s.E * w.s.Dim
+	var se, sw float64
+	for _, wt := range wts[:n] {
+		sw += float64(wt)
+	}
+	inv := float32(2 / sw)
+	for i, wt := range wts[:n] {
+		e := w.xhat[i] - x[i]
+		se += float64(wt) * float64(e) * float64(e)
+		w.dxhat[i] = inv * wt * e
+	}
+	return se / sw, w.decodeBackward(k, v, grad, rows)
+}
+
+// decodeForward runs the decoder from the codewords in w.y0 into w.xhat,
+// keeping the activations decodeBackward needs.
+func (w *Workspace) decodeForward(k bindings.Kernels, v Views, rows int) error {
 	s := w.s
 	b := rows * s.E
 	lat := s.Latent
 	n1, d1, n2, d2, n3, d0 := v.Decoder.Parts()
-	gn1, gd1, gn2, gd2, gn3, gd0 := grad.Decoder.Parts()
-	fwd := []func() error{
+	return run([]func() error{
 		func() error { return k.RLNForward(n1, w.y0, rows, w.a1, w.n1m, w.n1r) },
 		func() error { return k.MLPForward(d1, w.a1, b, w.preD1, w.v1) },
 		func() error { add(w.y1[:b*lat], w.y0, w.v1); return nil },
@@ -189,25 +210,19 @@ func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x, wts []float
 			}
 			return nil
 		},
-	}
-	if err := run(fwd); err != nil {
-		return 0, err
-	}
+	})
+}
 
-	n := rows * s.E * s.Dim
-	var se, sw float64
-	for _, wt := range wts[:n] {
-		sw += float64(wt)
-	}
-	inv := float32(2 / sw)
-	for i, wt := range wts[:n] {
-		e := w.xhat[i] - x[i]
-		se += float64(wt) * float64(e) * float64(e)
-		w.dxhat[i] = inv * wt * e
-	}
-
+// decodeBackward takes dL/dx_hat in w.dxhat (consumed), accumulates the
+// decoder's gradient into grad and leaves dL/dy0 in w.g0.
+func (w *Workspace) decodeBackward(k bindings.Kernels, v, grad Views, rows int) error {
+	s := w.s
+	b := rows * s.E
+	lat := s.Latent
+	n1, d1, n2, d2, n3, d0 := v.Decoder.Parts()
+	gn1, gd1, gn2, gd2, gn3, gd0 := grad.Decoder.Parts()
 	// g3 is the gradient at y3, then g2 at sd, g1 at y1, g0 at y0.
-	bwd := []func() error{
+	return run([]func() error{
 		func() error { return k.MLPBackward(d0, gd0, w.y3, w.preD0, w.dxhat, b, w.g3) },
 		func() error { return k.RLNBackward(n3, gn3, w.sd, w.g3, rows, w.n3m, w.n3r, w.g2) },
 		func() error { return k.MLPBackward(d2, gd2, w.a2, w.preD2, w.g2, b, w.gtmp) },
@@ -222,8 +237,41 @@ func (w *Workspace) decodeLoss(k bindings.Kernels, v, grad Views, x, wts []float
 			}
 			return nil
 		},
+	})
+}
+
+// DecodeGrad is the decoder's part of fine-tuning with the indices fixed:
+// it decodes rows weight rows from their codeword indices idx ([rows*E])
+// into xhat ([rows*E, Dim], padding included), then calls dLoss, which must
+// fill dxhat (same shape) with the gradient of the caller's loss at xhat,
+// and accumulates the gradient of that loss with respect to the decoder and
+// the codebook into grad (Decoder and Codebook views; the encoder views are
+// not touched). The straight-through path is not involved: with fixed
+// indices each codeword's gradient is the sum over its uses.
+func (w *Workspace) DecodeGrad(k bindings.Kernels, v, grad Views, idx []int32, rows int, dLoss func(xhat, dxhat []float32) error) error {
+	s := w.s
+	b := rows * s.E
+	lat := s.Latent
+	if rows > w.maxRows || len(idx) < b {
+		return fmt.Errorf("metanet: %d rows (%d indices) for a workspace of %d rows", rows, len(idx), w.maxRows)
 	}
-	return se / sw, run(bwd)
+	gather(w.y0[:b*lat], v.Codebook, idx[:b], lat)
+	if err := w.decodeForward(k, v, rows); err != nil {
+		return err
+	}
+	if err := dLoss(w.xhat[:b*s.Dim], w.dxhat[:b*s.Dim]); err != nil {
+		return err
+	}
+	if err := w.decodeBackward(k, v, grad, rows); err != nil {
+		return err
+	}
+	for i, j := range idx[:b] {
+		g := grad.Codebook[int(j)*lat : (int(j)+1)*lat]
+		for t, x := range w.g0[i*lat : (i+1)*lat] {
+			g[t] += x
+		}
+	}
+	return nil
 }
 
 // encoderBackward accumulates the encoder's gradient into grad given dL/dz

@@ -12,6 +12,7 @@ import (
 
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/finetune"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pllm"
 	"pocketllm-native/compress/pocketllm"
@@ -51,11 +52,13 @@ type CompressOptions struct {
 	// RTN holds rtn's bits and group size; rtn ignores Bits, Dims, Dim and K.
 	RTN rtn.Settings
 
-	// ColWeights, when set, gives per tensor the importance of each input
-	// column (calib.Stats.MeanSquare): the calibration-aware loss.
-	ColWeights map[string][]float32
-	// Calibration describes where ColWeights came from, for the record.
-	Calibration string
+	// Calibration chooses the text the original model runs over (see
+	// Calibration); Calibrated, when set, is a calibration already measured
+	// (sweeps measure once for many runs) and Calibration is then unused.
+	Calibration Calibration
+	Calibrated  *Calibrated
+	// Tuning chooses the objective and the fine-tuning after training.
+	Tuning Tuning
 
 	Kernels bindings.Kernels
 	// Events, when set, receives progress as the run goes.
@@ -64,7 +67,7 @@ type CompressOptions struct {
 
 // Event is a progress report: a group starting, an epoch ending, a group done.
 type Event struct {
-	Kind       string // "group", "epoch", "done"
+	Kind       string // "calibration", "group", "epoch", "done", "stage", "tune", "notice"
 	Group      string
 	Index, Of  int // group number (from 1) and group count
 	Members    int
@@ -73,6 +76,10 @@ type Event struct {
 	NMSE       []float64           `json:",omitempty"`
 	Seconds    float64             `json:",omitempty"`
 	PlannedBPW float64             `json:",omitempty"`
+	// Stage names a tuning stage ("output", "sequential", "e2e") or, for
+	// "calibration" and "notice", says what happened.
+	Stage string              `json:",omitempty"`
+	Tune  *finetune.Progress  `json:",omitempty"`
 }
 
 // Settings is what a .pllm file records about the run that made it.
@@ -98,6 +105,11 @@ type Settings struct {
 	Seed         uint64  `json:"seed"`
 	Backend      string  `json:"backend"`
 	Calibration  string  `json:"calibration,omitempty"`
+	Objective    string  `json:"objective,omitempty"`
+	OutputSteps  int     `json:"output_steps,omitempty"`
+	IndexUpdate  bool    `json:"index_update,omitempty"`
+	Sequential   bool    `json:"sequential,omitempty"`
+	E2ESteps     int     `json:"e2e_steps,omitempty"`
 }
 
 // GroupParams is a pocketllm group's settings in the container.
@@ -180,6 +192,13 @@ func Compress(o CompressOptions) (*Report, error) {
 		}
 	}
 
+	cal, err := o.calibrated(src)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.Tuning.check(cal != nil); err != nil {
+		return nil, err
+	}
 	w, err := pllm.Create(o.Out, o.Force)
 	if err != nil {
 		return nil, err
@@ -190,16 +209,37 @@ func Compress(o CompressOptions) (*Report, error) {
 			w.Abort()
 		}
 	}()
-	if err := w.WriteMeta(meta(src, o)); err != nil {
+	if err := w.WriteMeta(meta(src, o, cal)); err != nil {
 		return nil, err
 	}
-	for i, g := range planned {
-		grp, err := compressGroup(src, g, i, len(planned), o)
-		if err != nil {
-			return nil, err
+	if !o.Tuning.active(cal) {
+		// Groups are independent: train, write and forget one at a time.
+		for i, g := range planned {
+			t, err := trainGroup(src, g, i, len(planned), o, cal)
+			if err != nil {
+				return nil, err
+			}
+			if err := w.WriteGroup(t.encode()); err != nil {
+				return nil, err
+			}
 		}
-		if err := w.WriteGroup(grp); err != nil {
-			return nil, err
+	} else {
+		groups := make([]*trained, len(planned))
+		for i, g := range planned {
+			if groups[i], err = trainGroup(src, g, i, len(planned), o, cal); err != nil {
+				return nil, err
+			}
+		}
+		if err := o.tune(src, groups, cal); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.In, err)
+		}
+		for _, t := range groups {
+			if err := t.refresh(o.Kernels); err != nil {
+				return nil, err
+			}
+			if err := w.WriteGroup(t.encode()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, t := range kept {
@@ -275,7 +315,7 @@ func planGroup(g plan.Group, o CompressOptions) (plannedGroup, error) {
 	return pg, nil
 }
 
-func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
+func meta(src *checkpoint.Source, o CompressOptions, cal *Calibrated) pllm.Meta {
 	st := o.Method
 	dec := "f16"
 	if st.DecoderF32 {
@@ -287,13 +327,29 @@ func meta(src *checkpoint.Source, o CompressOptions) pllm.Meta {
 		BatchVectors: st.BatchVectors, Lambda: st.Lambda, Beta: st.Beta, KMeansEvery: st.KMeansEvery,
 		Refine: st.RefineCandidates, RefinePasses: st.RefinePasses, KMeansInit: st.KMeansInit,
 		Hidden: st.Hidden, DecoderDType: dec, Seed: st.Seed, Backend: o.Kernels.Name(),
-		Calibration: o.Calibration,
+	}
+	if cal != nil {
+		s.Calibration = cal.About
+		tu := o.Tuning
+		s.Objective, s.OutputSteps, s.IndexUpdate, s.Sequential, s.E2ESteps = tu.Objective, tu.OutputSteps, tu.IndexUpdate, tu.Sequential, tu.E2ESteps
 	}
 	sj, _ := json.Marshal(s)
 	return pllm.Meta{Tool: "pocketllm-native", SourceFormat: src.Format, ModelConfig: src.ConfigJSON, Settings: sj}
 }
 
-func compressGroup(src *checkpoint.Source, g plannedGroup, i, of int, o CompressOptions) (pllm.Group, error) {
+// trained is a group after training: what it keeps, the original weights
+// and, for tuning, its tunable form.
+type trained struct {
+	g    plannedGroup
+	mats []pocketllm.Matrix
+	pl   *pocketllm.Result
+	vq   *vq.Result
+	rtn  *pllm.Group // rtn groups are encoded at once: nothing in them is tuned
+	nmse []float64
+}
+
+// trainGroup reads a group's matrices and compresses them.
+func trainGroup(src *checkpoint.Source, g plannedGroup, i, of int, o CompressOptions, cal *Calibrated) (*trained, error) {
 	emit := func(e Event) {
 		if o.Events != nil {
 			e.Group, e.Index, e.Of, e.Members, e.Dim, e.K = g.Name, i+1, of, len(g.Members), g.set.Dim, g.set.K
@@ -303,41 +359,55 @@ func compressGroup(src *checkpoint.Source, g plannedGroup, i, of int, o Compress
 	}
 	emit(Event{Kind: "group"})
 	start := time.Now()
-	mats := make([]pocketllm.Matrix, len(g.Members))
+	t := &trained{g: g, mats: make([]pocketllm.Matrix, len(g.Members))}
+	colWeights := cal.colWeights(o.Tuning)
 	for j, m := range g.Members {
 		data, err := src.Float32(m.Name)
 		if err != nil {
-			return pllm.Group{}, err
+			return nil, err
 		}
-		mats[j] = pocketllm.Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: data}
-		if o.ColWeights != nil {
-			w, ok := o.ColWeights[m.Name]
+		t.mats[j] = pocketllm.Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: data}
+		if colWeights != nil {
+			w, ok := colWeights[m.Name]
 			if !ok || len(w) != m.Cols {
-				return pllm.Group{}, fmt.Errorf("%s: no calibration statistics of width %d for tensor %s", o.In, m.Cols, m.Name)
+				return nil, fmt.Errorf("%s: no calibration statistics of width %d for tensor %s", o.In, m.Cols, m.Name)
 			}
-			mats[j].ColWeight = w
+			t.mats[j].ColWeight = w
 		}
 	}
-	var grp pllm.Group
-	var nmse []float64
 	var err error
 	switch g.method {
 	case MethodVQ:
-		grp, nmse, err = compressVQ(o, g, mats)
-	case MethodRTN:
-		grp, nmse, err = compressRTN(o, g, mats)
-	default:
-		var res *pocketllm.Result
-		res, err = pocketllm.Compress(o.Kernels, mats, g.set, func(p pocketllm.Progress) { emit(Event{Kind: "epoch", Epoch: &p}) })
+		t.vq, err = trainVQ(o, g, t.mats)
 		if err == nil {
-			grp, nmse = encodeGroup(g.Group, res, g.set.DecoderF32), res.NMSE
+			t.nmse = t.vq.NMSE
+		}
+	case MethodRTN:
+		var grp pllm.Group
+		grp, t.nmse, err = compressRTN(o, g, t.mats)
+		t.rtn = &grp
+	default:
+		t.pl, err = pocketllm.Compress(o.Kernels, t.mats, g.set, func(p pocketllm.Progress) { emit(Event{Kind: "epoch", Epoch: &p}) })
+		if err == nil {
+			t.nmse = t.pl.NMSE
 		}
 	}
 	if err != nil {
-		return pllm.Group{}, fmt.Errorf("%s: %w", o.In, err)
+		return nil, fmt.Errorf("%s: %w", o.In, err)
 	}
-	emit(Event{Kind: "done", NMSE: nmse, Seconds: time.Since(start).Seconds()})
-	return grp, nil
+	emit(Event{Kind: "done", NMSE: t.nmse, Seconds: time.Since(start).Seconds()})
+	return t, nil
+}
+
+// encode lays the group out as the container's arrays.
+func (t *trained) encode() pllm.Group {
+	switch {
+	case t.rtn != nil:
+		return *t.rtn
+	case t.vq != nil:
+		return encodeVQ(t.g.Group, t.vq)
+	}
+	return encodeGroup(t.g.Group, t.pl, t.g.set.DecoderF32)
 }
 
 // encodeGroup lays a result out as the container's pocketllm group arrays
@@ -397,10 +467,10 @@ type RTNParams struct {
 	Cols      int `json:"cols"`
 }
 
-// compressVQ runs the vq baseline on a group; with calibration it weighs the
+// trainVQ runs the vq baseline on a group; with calibration it weighs the
 // columns by the members' mean importance (vq learns one weighting per
 // group).
-func compressVQ(o CompressOptions, g plannedGroup, mats []pocketllm.Matrix) (pllm.Group, []float64, error) {
+func trainVQ(o CompressOptions, g plannedGroup, mats []pocketllm.Matrix) (*vq.Result, error) {
 	var w []float32
 	if mats[0].ColWeight != nil {
 		w = make([]float32, g.Cols())
@@ -410,19 +480,19 @@ func compressVQ(o CompressOptions, g plannedGroup, mats []pocketllm.Matrix) (pll
 			}
 		}
 	}
-	res, err := vq.Compress(o.Kernels, mats, vq.Settings{Dim: g.set.Dim, K: g.set.K, Iters: o.VQIters, Seed: o.Method.Seed}, w)
-	if err != nil {
-		return pllm.Group{}, nil, err
-	}
+	return vq.Compress(o.Kernels, mats, vq.Settings{Dim: g.set.Dim, K: g.set.K, Iters: o.VQIters, Seed: o.Method.Seed}, w)
+}
+
+func encodeVQ(g plan.Group, res *vq.Result) pllm.Group {
 	params, _ := json.Marshal(VQParams{Dim: res.Dim, K: res.K, E: res.E, Cols: res.Cols})
 	return pllm.Group{
-		Name: g.Name, Method: MethodVQ, Params: params, Members: members(g.Group, res.NMSE),
+		Name: g.Name, Method: MethodVQ, Params: params, Members: members(g, res.NMSE),
 		Arrays: []pllm.Array{
 			pllm.UintArray("indices", pllm.BitsFor(uint64(res.K)), indexArray(res.Indices)),
 			pllm.F16Array("codebook", res.Codebook),
 			pllm.F32Array("scales", res.Scales),
 		},
-	}, res.NMSE, nil
+	}
 }
 
 // compressRTN quantises the group's single matrix.

@@ -291,7 +291,7 @@ func Run(o Options) (*Results, error) {
 	res := &Results{
 		Command: o.Command, Model: o.Model, Tokenizer: o.Tokenizer, Text: o.Text,
 		Sequences: base.Sequences, Tokens: base.Tokens, Backend: o.Base.Kernels.Name(), Share: o.Share,
-		Calibration: o.Base.Calibration, OriginalPPL: base.PPL, OriginalNLL: base.NLL,
+		Calibration: o.Base.Calibrated.Description(), OriginalPPL: base.PPL, OriginalNLL: base.NLL,
 	}
 	for i, s := range o.Settings {
 		row, err := runOne(o, s, orig, tok, lines, base)
