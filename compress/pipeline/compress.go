@@ -78,8 +78,8 @@ type Event struct {
 	PlannedBPW float64             `json:",omitempty"`
 	// Stage names a tuning stage ("output", "sequential", "e2e") or, for
 	// "calibration" and "notice", says what happened.
-	Stage string              `json:",omitempty"`
-	Tune  *finetune.Progress  `json:",omitempty"`
+	Stage string             `json:",omitempty"`
+	Tune  *finetune.Progress `json:",omitempty"`
 }
 
 // Settings is what a .pllm file records about the run that made it.

@@ -5,12 +5,12 @@ import (
 	"regexp"
 	"strconv"
 
+	"pocketllm-native/bindings"
 	"pocketllm-native/compress/calib"
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/finetune"
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/pocketllm"
-	"pocketllm-native/bindings"
 )
 
 // Objectives a group's compression can minimise.
