@@ -202,6 +202,68 @@ func TestModelGradients(t *testing.T) {
 	}
 }
 
+// TestBlockwiseSquaredError runs block-wise fine-tuning's objective: a
+// perturbed ("compressed") copy of layer 0 against the original layer on
+// the original model's layer input, checking the gradient of every weight.
+func TestBlockwiseSquaredError(t *testing.T) {
+	s, err := NewSeq[float64](tinyCfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ParamsOf[float64](modelOf(t, tinyCfg, 31))
+	c, err := s.Forward(p, []int{2, 9, 4, 4, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, want := c.Layers[0].In, c.Layers[0].Out
+	// The model's cache holds the same output a lone layer pass gives.
+	if lc, err := s.LayerForward(&p.Layers[0], x); err != nil || !slices.Equal(lc.Out, want) {
+		t.Fatalf("layer 0 alone differs from the model's layer 0 (%v)", err)
+	}
+	rng := rand.New(rand.NewPCG(14, 15))
+	comp := p.Layers[0].ZeroLike()
+	src := p.Layers[0].tensors()
+	for i, ns := range comp.tensors() {
+		for j, v := range *src[i].s {
+			(*ns.s)[j] = v + 0.05*rng.NormFloat64()
+		}
+	}
+	loss := func() float64 {
+		lc, err := s.LayerForward(comp, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := SquaredError(lc.Out, want, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	lc, err := s.LayerForward(comp, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dOut := make([]float64, len(lc.Out))
+	if l, err := SquaredError(lc.Out, want, dOut); err != nil || l <= 0 {
+		t.Fatalf("squared error %g, %v; want > 0", l, err)
+	}
+	checkGrad(t, "squared error", numericGrad(lc.Out, func() float64 {
+		l, _ := SquaredError(lc.Out, want, nil)
+		return l
+	}), dOut)
+	grad := comp.ZeroLike()
+	if _, err := s.LayerBackward(comp, lc, dOut, grad); err != nil {
+		t.Fatal(err)
+	}
+	gs := grad.tensors()
+	for i, ns := range comp.tensors() {
+		checkGrad(t, "compressed "+ns.part, numericGrad(*ns.s, loss), *gs[i].s)
+	}
+	if _, err := SquaredError(want, want[1:], nil); err == nil {
+		t.Error("squared error of different lengths accepted")
+	}
+}
+
 func TestKL(t *testing.T) {
 	const T, vocab = 3, 7
 	rng := rand.New(rand.NewPCG(6, 7))
@@ -349,6 +411,13 @@ func TestSeqMatchesStateStories260K(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareWithState(t, m, tok.Encode(readmeText, true))
+	// The whole context, where attention runs in parallel.
+	rng := rand.New(rand.NewPCG(16, 17))
+	tokens := make([]int, m.ContextLength())
+	for i := range tokens {
+		tokens[i] = rng.IntN(m.VocabSize())
+	}
+	compareWithState(t, m, tokens)
 }
 
 // TestParamsTensors checks that Params converts back to a Model that runs

@@ -76,3 +76,26 @@ func KL[F Float](teacherLogProbs, studentLogits []F, vocab int, grad []F) (float
 	}
 	return total / float64(T), nil
 }
+
+// SquaredError returns the mean over all values of (got - want)^2, the
+// objective of block-wise fine-tuning (a compressed layer's output against
+// the original's on the same input). When grad is not nil (len(got)) it
+// is set to the gradient with respect to got, 2 (got - want) / len(got).
+func SquaredError[F Float](got, want, grad []F) (float64, error) {
+	switch {
+	case len(got) == 0 || len(got) != len(want):
+		return 0, fmt.Errorf("llama: squared error of %d values against %d", len(got), len(want))
+	case grad != nil && len(grad) != len(got):
+		return 0, fmt.Errorf("llama: squared-error gradient has %d values, want %d", len(grad), len(got))
+	}
+	n := float64(len(got))
+	var sum float64
+	for i, g := range got {
+		d := float64(g) - float64(want[i])
+		sum += d * d
+		if grad != nil {
+			grad[i] = F(2 * d / n)
+		}
+	}
+	return sum / n, nil
+}
