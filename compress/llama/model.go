@@ -13,6 +13,11 @@
 // k_proj rows of every source are in that layout (the llama2.c reader
 // permutes its interleaved rows on the way in), so one forward pass serves
 // both sources.
+//
+// For fine-tuning, Seq runs the same model over a whole sequence at once,
+// keeping the activations, and carries gradients back through it (in
+// float32, or float64 for gradient checks); its matrix products go
+// through a MatMul that a native backend can provide.
 package llama
 
 import (
