@@ -451,3 +451,28 @@ func (s *Seq[F]) Forward(p *Params[F], tokens []int) (*Cache[F], error) {
 	}
 	return c, nil
 }
+
+// Tensor returns the slice holding the tensor of that Hugging Face name
+// (the embeddings, the final norm, the head, or a layer's weight), or nil
+// when p has none of that name.
+func (p *Params[F]) Tensor(name string) *[]F {
+	switch name {
+	case EmbedName:
+		return &p.Embed
+	case NormName:
+		return &p.Norm
+	case LMHeadName:
+		if p.LMHead != nil {
+			return &p.LMHead
+		}
+		return nil
+	}
+	for i := range p.Layers {
+		for _, ns := range p.Layers[i].tensors() {
+			if LayerTensorName(i, ns.part) == name {
+				return ns.s
+			}
+		}
+	}
+	return nil
+}

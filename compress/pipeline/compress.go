@@ -212,6 +212,7 @@ func Compress(o CompressOptions) (*Report, error) {
 	if err := w.WriteMeta(meta(src, o, cal)); err != nil {
 		return nil, err
 	}
+	var tunedKept map[string][]float32
 	if !o.Tuning.active(cal) {
 		// Groups are independent: train, write and forget one at a time.
 		for i, g := range planned {
@@ -230,7 +231,7 @@ func Compress(o CompressOptions) (*Report, error) {
 				return nil, err
 			}
 		}
-		if err := o.tune(src, groups, cal); err != nil {
+		if tunedKept, err = o.tune(src, groups, cal); err != nil {
 			return nil, fmt.Errorf("%s: %w", o.In, err)
 		}
 		for _, t := range groups {
@@ -246,6 +247,11 @@ func Compress(o CompressOptions) (*Report, error) {
 		raw, err := src.Raw(t.Name)
 		if err != nil {
 			return nil, err
+		}
+		if v, ok := tunedKept[t.Name]; ok {
+			if raw, err = encodeDType(string(t.DType), v); err != nil {
+				return nil, fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
+			}
 		}
 		if err := w.WriteRaw(t, raw); err != nil {
 			return nil, err

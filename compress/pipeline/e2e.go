@@ -1,11 +1,267 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
 
 	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/finetune"
+	"pocketllm-native/compress/fp16"
+	"pocketllm-native/compress/llama"
 )
 
-func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained, cal *Calibrated) error {
-	return fmt.Errorf("end-to-end tuning: TODO")
+// e2eValidation is how many calibration sequences (at most) measure the
+// divergence that picks the best end-to-end step.
+const e2eValidation = 32
+
+// tuneEndToEnd minimises the KL divergence of the whole compressed model's
+// next-token distribution from the original's on the calibration text,
+// over every group's continuous parameters and the kept norms (indices
+// fixed). It returns the tuned norms by tensor name.
+func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained, cal *Calibrated) (map[string][]float32, error) {
+	m := cal.set.model
+	seq, err := llama.NewSeq[float32](m.Config, nil)
+	if err != nil {
+		return nil, err
+	}
+	params := llama.ParamsOf[float32](m)
+	obj := &klObjective{seq: seq, params: params, windows: cal.set.windows, batch: max(1, o.Tuning.E2EBatch)}
+	var tg []finetune.Group
+	for _, t := range groups {
+		g, err := t.tunable()
+		if err != nil {
+			return nil, err
+		}
+		if g == nil {
+			continue // rtn: nothing continuous to tune; its weights stay in params as the original's
+		}
+		var slots []*[]float32
+		for _, mat := range t.mats {
+			p := params.Tensor(mat.Name)
+			if p == nil {
+				return nil, fmt.Errorf("tensor %s is not part of the Llama model", mat.Name)
+			}
+			slots = append(slots, p)
+		}
+		tg = append(tg, g)
+		obj.slots = append(obj.slots, slots)
+	}
+	// The norms are kept in full precision anyway: tuning them is free.
+	var normNames []string
+	var norms [][]float32
+	var dtypes []string
+	var normSlots []*[]float32
+	for _, info := range src.Tensors {
+		if !isNorm(info.Name) {
+			continue
+		}
+		p := params.Tensor(info.Name)
+		if p == nil {
+			continue
+		}
+		normNames = append(normNames, info.Name)
+		norms = append(norms, append([]float32(nil), *p...))
+		dtypes = append(dtypes, string(info.DType))
+		normSlots = append(normSlots, p)
+	}
+	if len(norms) > 0 {
+		tg = append(tg, finetune.Dense(norms, func(i int, v []float32) { roundToDType(dtypes[i], v) }))
+		obj.slots = append(obj.slots, normSlots)
+	}
+	if err := obj.prepare(o.Method.Seed); err != nil {
+		return nil, err
+	}
+	emit := func(e Event) {
+		if o.Events != nil {
+			e.Group, e.Index, e.Of, e.Stage = "whole model", 1, 1, "e2e"
+			o.Events(e)
+		}
+	}
+	out, err := finetune.Tune(o.Kernels, tg, obj, finetune.Options{
+		Steps: o.Tuning.E2ESteps, LR: o.Tuning.E2ELR, ValidateEvery: 10,
+		Progress: func(p finetune.Progress) { emit(Event{Kind: "tune", Tune: &p}) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("end-to-end tuning: %w", err)
+	}
+	emit(Event{Kind: "tuned", Tune: &finetune.Progress{Loss: out.Initial, Best: out.Best, Step: out.BestStep, Steps: o.Tuning.E2ESteps}})
+	tuned := map[string][]float32{}
+	for i, name := range normNames {
+		tuned[name] = norms[i]
+	}
+	return tuned, nil
+}
+
+func isNorm(name string) bool {
+	return name == llama.NormName || strings.HasSuffix(name, "layernorm.weight")
+}
+
+// roundToDType rounds values to what a tensor of that dtype holds.
+func roundToDType(dtype string, v []float32) {
+	for i, x := range v {
+		switch dtype {
+		case "F16":
+			v[i] = fp16.ToFloat32(fp16.FromFloat32(x))
+		case "BF16":
+			v[i] = fp16.BF16ToFloat32(fp16.BF16FromFloat32(x))
+		}
+	}
+}
+
+// encodeDType lays values out as a tensor of that dtype (F32, F16, BF16).
+func encodeDType(dtype string, v []float32) ([]byte, error) {
+	switch dtype {
+	case "F32":
+		b := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+		}
+		return b, nil
+	case "F16":
+		b := make([]byte, 2*len(v))
+		fp16.EncodeF16(b, v)
+		return b, nil
+	case "BF16":
+		b := make([]byte, 2*len(v))
+		fp16.EncodeBF16(b, v)
+		return b, nil
+	}
+	return nil, fmt.Errorf("cannot store a tuned tensor as %s", dtype)
+}
+
+// klObjective is the mean KL divergence from the original model's
+// next-token distribution to the compressed model's, over batches of
+// calibration sequences.
+type klObjective struct {
+	seq     *llama.Seq[float32]
+	params  *llama.Params[float32] // the original's, with tuned tensors swapped in
+	slots   [][]*[]float32         // per tuned group, where its members go in params
+	windows [][]int
+	batch   int
+	order   []int       // the sequences in training order
+	teacher [][]float32 // per sequence, the original's log-probabilities
+	valid   []int       // sequences that pick the best step
+}
+
+// prepare runs the original model once over every sequence.
+func (k *klObjective) prepare(seed uint64) error {
+	vocab := k.seq.Config().VocabSize
+	for _, w := range k.windows {
+		c, err := k.seq.Forward(k.params, w)
+		if err != nil {
+			return err
+		}
+		lp, err := llama.LogSoftmax(c.Logits, vocab)
+		if err != nil {
+			return err
+		}
+		k.teacher = append(k.teacher, lp)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0xe2e))
+	k.order = rng.Perm(len(k.windows))
+	k.valid = k.order[:min(e2eValidation, len(k.order))]
+	return nil
+}
+
+// install points params at the groups' current reconstructions.
+func (k *klObjective) install(w [][][]float32) {
+	for g, slots := range k.slots {
+		for m, p := range slots {
+			*p = w[g][m]
+		}
+	}
+}
+
+func (k *klObjective) divergence(seqs []int, dW [][][]float32) (float64, error) {
+	vocab := k.seq.Config().VocabSize
+	var grad *llama.Params[float32]
+	if dW != nil {
+		grad = k.params.ZeroLike()
+	}
+	var sum float64
+	var tokens int
+	for _, i := range seqs {
+		c, err := k.seq.Forward(k.params, k.windows[i])
+		if err != nil {
+			return 0, err
+		}
+		T := len(k.windows[i])
+		var dl []float32
+		if grad != nil {
+			dl = make([]float32, len(c.Logits))
+		}
+		kl, err := llama.KL(k.teacher[i], c.Logits, vocab, dl)
+		if err != nil {
+			return 0, err
+		}
+		sum += kl * float64(T)
+		tokens += T
+		if grad != nil {
+			// KL's gradient is of the mean over this sequence; weigh it by
+			// the sequence's share of the batch's tokens.
+			for j := range dl {
+				dl[j] *= float32(T)
+			}
+			if err := k.seq.Backward(k.params, c, dl, grad); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if grad != nil {
+		inv := 1 / float32(tokens)
+		for g, slots := range k.slots {
+			for m := range slots {
+				src := *k.slotOf(grad, g, m)
+				for j, v := range src {
+					dW[g][m][j] = v * inv
+				}
+			}
+		}
+	}
+	return sum / float64(tokens), nil
+}
+
+// slotOf is where member m of group g sits in another Params (a gradient).
+func (k *klObjective) slotOf(p *llama.Params[float32], g, m int) *[]float32 {
+	// The slots were found by name in k.params; find the same field in p.
+	target := k.slots[g][m]
+	if target == &k.params.Embed {
+		return &p.Embed
+	}
+	if target == &k.params.Norm {
+		return &p.Norm
+	}
+	if target == &k.params.LMHead {
+		return &p.LMHead
+	}
+	for l := range k.params.Layers {
+		a, b := &k.params.Layers[l], &p.Layers[l]
+		for _, pair := range [][2]*[]float32{{&a.AttnNorm, &b.AttnNorm}, {&a.Q, &b.Q}, {&a.K, &b.K}, {&a.V, &b.V}, {&a.O, &b.O},
+			{&a.MLPNorm, &b.MLPNorm}, {&a.Gate, &b.Gate}, {&a.Up, &b.Up}, {&a.Down, &b.Down}} {
+			if pair[0] == target {
+				return pair[1]
+			}
+		}
+	}
+	panic("pipeline: tuned tensor not found in the gradient")
+}
+
+// Loss is the divergence on the step's batch, with its gradient.
+func (k *klObjective) Loss(step int, w, dW [][][]float32) (float64, error) {
+	k.install(w)
+	n := len(k.order)
+	seqs := make([]int, 0, k.batch)
+	for j := 0; j < min(k.batch, n); j++ {
+		seqs = append(seqs, k.order[(step*k.batch+j)%n])
+	}
+	return k.divergence(seqs, dW)
+}
+
+// Validate is the divergence on a fixed set of sequences.
+func (k *klObjective) Validate(w [][][]float32) (float64, error) {
+	k.install(w)
+	return k.divergence(k.valid, nil)
 }

@@ -186,18 +186,19 @@ func (t *trained) refresh(k bindings.Kernels) error {
 	return nil
 }
 
-// tune runs the stages Tuning asks for over the trained groups.
-func (o CompressOptions) tune(src *checkpoint.Source, groups []*trained, cal *Calibrated) error {
+// tune runs the stages Tuning asks for over the trained groups. It returns
+// the kept tensors it changed (the norms, end to end), by name.
+func (o CompressOptions) tune(src *checkpoint.Source, groups []*trained, cal *Calibrated) (map[string][]float32, error) {
 	tu := o.Tuning
 	if tu.Objective == ObjectiveOutput && (tu.OutputSteps > 0 || tu.IndexUpdate) {
 		if err := o.tuneOutput(groups, cal); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if tu.E2ESteps > 0 {
 		return o.tuneEndToEnd(src, groups, cal)
 	}
-	return nil
+	return nil, nil
 }
 
 // tuneOutput minimises each group's output error. Sequentially, layer l's

@@ -1,0 +1,202 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"pocketllm-native/bindings"
+	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/llama"
+	"pocketllm-native/compress/plan"
+	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/safetensors"
+)
+
+// tinyModel writes a small random Llama folder with a byte-level llama2.c
+// tokenizer (tokenizer.bin) beside it, so calibration samples text from it.
+func tinyModel(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := checkpoint.LlamaConfig{
+		HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 2,
+		VocabSize: 260, MaxPositionEmbeddings: 32, RMSNormEps: 1e-5, RopeTheta: 10000,
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	var infos []checkpoint.TensorInfo
+	data := map[string][]float32{}
+	add := func(name string, shape []int, f func() float32) {
+		n := 1
+		for _, s := range shape {
+			n *= s
+		}
+		d := make([]float32, n)
+		for i := range d {
+			d[i] = f()
+		}
+		infos = append(infos, checkpoint.TensorInfo{Name: name, DType: "F32", Shape: shape})
+		data[name] = d
+	}
+	h, kv := cfg.HiddenSize, cfg.HiddenSize/cfg.NumAttentionHeads*cfg.NumKeyValueHeads
+	w := func(in int) func() float32 {
+		return func() float32 { return float32(rng.NormFloat64() / math.Sqrt(float64(in))) }
+	}
+	norm := func() float32 { return float32(1 + 0.1*rng.NormFloat64()) }
+	add(llama.EmbedName, []int{cfg.VocabSize, h}, func() float32 { return float32(rng.NormFloat64()) })
+	for l := 0; l < cfg.NumHiddenLayers; l++ {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		add(p+"input_layernorm.weight", []int{h}, norm)
+		add(p+"self_attn.q_proj.weight", []int{h, h}, w(h))
+		add(p+"self_attn.k_proj.weight", []int{kv, h}, w(h))
+		add(p+"self_attn.v_proj.weight", []int{kv, h}, w(h))
+		add(p+"self_attn.o_proj.weight", []int{h, h}, w(h))
+		add(p+"post_attention_layernorm.weight", []int{h}, norm)
+		add(p+"mlp.gate_proj.weight", []int{cfg.IntermediateSize, h}, w(h))
+		add(p+"mlp.up_proj.weight", []int{cfg.IntermediateSize, h}, w(h))
+		add(p+"mlp.down_proj.weight", []int{h, cfg.IntermediateSize}, w(cfg.IntermediateSize))
+	}
+	add(llama.NormName, []int{h}, norm)
+	add(llama.LMHeadName, []int{cfg.VocabSize, h}, w(h))
+	sw, err := safetensors.CreateWith(filepath.Join(dir, "model.safetensors"), infos, nil, checkpoint.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range infos {
+		if err := sw.WriteFloat32(info.Name, data[info.Name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	conf, _ := json.Marshal(map[string]any{
+		"model_type": "llama", "hidden_size": cfg.HiddenSize, "intermediate_size": cfg.IntermediateSize,
+		"num_hidden_layers": cfg.NumHiddenLayers, "num_attention_heads": cfg.NumAttentionHeads,
+		"num_key_value_heads": cfg.NumKeyValueHeads, "vocab_size": cfg.VocabSize,
+		"max_position_embeddings": cfg.MaxPositionEmbeddings, "rms_norm_eps": cfg.RMSNormEps,
+		"rope_theta": cfg.RopeTheta, "tie_word_embeddings": false,
+	})
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// <unk>, <s>, </s>, the 256 byte tokens and "a": 260 pieces.
+	var tok bytes.Buffer
+	binary.Write(&tok, binary.LittleEndian, int32(8))
+	piece := func(p string) {
+		binary.Write(&tok, binary.LittleEndian, float32(0))
+		binary.Write(&tok, binary.LittleEndian, int32(len(p)))
+		tok.WriteString(p)
+	}
+	for _, p := range []string{"<unk>", "\n<s>\n", "\n</s>\n"} {
+		piece(p)
+	}
+	for b := 0; b < 256; b++ {
+		piece(fmt.Sprintf("<0x%02X>", b))
+	}
+	piece("a")
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.bin"), tok.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func tunedOptions(in, out string, method string) CompressOptions {
+	st := pocketllm.DefaultSettings(0, 0)
+	st.Epochs, st.DecayEvery, st.KMeansInit = 3, 2, true
+	return CompressOptions{
+		In: in, Out: out, Dim: 2, K: 16, Share: plan.ShareWidth, MethodName: method,
+		Include: plan.DefaultInclude, Method: st, Kernels: bindings.Go(), Force: true,
+		Calibration: Calibration{Samples: 6, SampleTokens: 24, Seed: 3},
+		Tuning: Tuning{
+			Objective: ObjectiveOutput, OutputSteps: 8, OutputLR: 2e-3, IndexUpdate: true, Sequential: true,
+			E2ESteps: 6, E2ELR: 1e-3, E2EBatch: 2,
+		},
+	}
+}
+
+// A run with every tuning stage: each stage lowers (never raises) its
+// objective, the file reconstructs exactly the model whose divergence
+// end-to-end tuning reported, and the run is deterministic.
+func TestTunedRunReconstructsWhatWasTuned(t *testing.T) {
+	in := tinyModel(t)
+	for _, method := range []string{MethodPocketLLM, MethodVQ} {
+		t.Run(method, func(t *testing.T) {
+			dir := t.TempDir()
+			var files [2][]byte
+			var e2e Event
+			for run := range files {
+				out := filepath.Join(dir, fmt.Sprintf("t%d.pllm", run))
+				o := tunedOptions(in, out, method)
+				stages := map[string]int{}
+				o.Events = func(e Event) {
+					if e.Kind == "tuned" {
+						stages[e.Stage]++
+						if e.Tune.Best > e.Tune.Loss {
+							t.Errorf("%s %s: objective rose from %v to %v", e.Stage, e.Group, e.Tune.Loss, e.Tune.Best)
+						}
+						if e.Stage == "e2e" {
+							e2e = e
+						}
+					}
+				}
+				if _, err := Compress(o); err != nil {
+					t.Fatal(err)
+				}
+				if stages["output"] == 0 || stages["e2e"] != 1 {
+					t.Fatalf("tuning stages run: %v", stages)
+				}
+				var err error
+				if files[run], err = os.ReadFile(out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(files[0], files[1]) {
+				t.Fatal("two runs with the same settings wrote different files")
+			}
+			if !(e2e.Tune.Best < e2e.Tune.Loss) {
+				t.Errorf("end-to-end tuning did not lower the divergence: %v -> %v", e2e.Tune.Loss, e2e.Tune.Best)
+			}
+			// The divergence of the model rebuilt from the file alone is the one reported.
+			o := tunedOptions(in, "", method)
+			src, err := checkpoint.Open(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			set, _, err := loadCalibration(src, o.Calibration)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, tensors, err := LoadModel(filepath.Join(dir, "t0.pllm"), bindings.Go(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := llama.FromTensors(cfg, tensors)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq, err := llama.NewSeq[float32](cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			obj := &klObjective{seq: seq, params: llama.ParamsOf[float32](set.model), windows: set.windows, batch: 1}
+			if err := obj.prepare(o.Method.Seed); err != nil {
+				t.Fatal(err)
+			}
+			obj.params = llama.ParamsOf[float32](m)
+			got, err := obj.divergence(obj.valid, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != e2e.Tune.Best {
+				t.Fatalf("the written file's divergence is %v, tuning reported %v", got, e2e.Tune.Best)
+			}
+		})
+	}
+}
