@@ -142,7 +142,7 @@ func (s *Seq[F]) attentionBackward(c *LayerCache[F], dAtt []F) (dq, dk, dv []F) 
 			q := dq[i*qDim+h*hd : i*qDim+(h+1)*hd]
 			for j := range ds {
 				ds[j] = p[j] * (ds[j] - F(pdp))
-				k := c.k[j*kvDim+kvOff : j*kvDim+kvOff+hd]
+				k := c.k[j*kvDim+kvOff:][:len(q)]
 				for d := range q {
 					q[d] += ds[j] * k[d]
 				}
@@ -159,13 +159,13 @@ func (s *Seq[F]) attentionBackward(c *LayerCache[F], dAtt []F) (dq, dk, dv []F) 
 		for h := g * group; h < (g+1)*group; h++ {
 			for i := j0; i < T; i++ {
 				q := c.q[i*qDim+h*hd : i*qDim+(h+1)*hd]
-				do := dAtt[i*qDim+h*hd : i*qDim+(h+1)*hd]
+				do := dAtt[i*qDim+h*hd:][:len(q)]
 				row := (h*T + i) * T
 				for j := j0; j < min(j1, i+1); j++ {
 					sv, pv := dS[row+j], c.probs[row+j]
-					k := dk[j*kvDim+kvOff : j*kvDim+kvOff+hd]
-					v := dv[j*kvDim+kvOff : j*kvDim+kvOff+hd]
-					for d := range k {
+					k := dk[j*kvDim+kvOff:][:len(q)]
+					v := dv[j*kvDim+kvOff:][:len(q)]
+					for d := range q {
 						k[d] += sv * q[d]
 						v[d] += pv * do[d]
 					}

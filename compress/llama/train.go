@@ -374,7 +374,7 @@ func (s *Seq[F]) attention(c *LayerCache[F]) {
 			for j := range p {
 				p[j] *= inv
 				a := p[j]
-				v := c.v[j*kvDim+kvOff : j*kvDim+kvOff+hd]
+				v := c.v[j*kvDim+kvOff:][:len(out)]
 				for d := range out {
 					out[d] += a * v[d]
 				}
@@ -383,19 +383,20 @@ func (s *Seq[F]) attention(c *LayerCache[F]) {
 	})
 }
 
-// dotF is sum_i a[i]*b[i] with four partial sums, as dot computes it.
+// dotF is sum_i a[i]*b[i] with four partial sums; State's dot uses it for
+// short vectors.
 func dotF[F Float](a, b []F) F {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 F
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
+	for len(a) >= 4 && len(b) >= 4 {
+		s0 += a[0] * b[0]
+		s1 += a[1] * b[1]
+		s2 += a[2] * b[2]
+		s3 += a[3] * b[3]
+		a, b = a[4:], b[4:]
 	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
+	for i, x := range a {
+		s0 += x * b[i]
 	}
 	return (s0 + s1) + (s2 + s3)
 }
