@@ -438,21 +438,10 @@ func TestParamsTensors(t *testing.T) {
 	}
 }
 
-// trainStep runs forward, KL against teacher and backward, returning the
-// logits and every gradient concatenated.
+// trainStep runs trainGrads, returning the logits and every gradient
+// concatenated.
 func trainStep[F Float](t testing.TB, s *Seq[F], p *Params[F], tokens []int, teacher []F) []F {
-	c, err := s.Forward(p, tokens)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dLogits := make([]F, len(c.Logits))
-	if _, err := KL(teacher, c.Logits, s.Config().VocabSize, dLogits); err != nil {
-		t.Fatal(err)
-	}
-	grad := p.ZeroLike()
-	if err := s.Backward(p, c, dLogits, grad); err != nil {
-		t.Fatal(err)
-	}
+	c, grad := trainGrads(t, s, p, tokens, teacher)
 	out := slices.Concat(c.Logits, grad.Embed, grad.Norm, grad.LMHead)
 	for l := range grad.Layers {
 		for _, ns := range grad.Layers[l].tensors() {
@@ -583,7 +572,89 @@ func BenchmarkTrainStepStories260K(b *testing.B) {
 	teacher, _ := LogSoftmax(convert[float32](randSlice(rng, T*m.VocabSize(), 1)), m.VocabSize())
 	b.ResetTimer()
 	for b.Loop() {
-		trainStep(b, s, p, tokens, teacher)
+		trainGrads(b, s, p, tokens, teacher)
 	}
 	b.ReportMetric(float64(T*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// float32GradTol bounds ||g32 - g64|| / ||g64|| per gradient tensor: the
+// float32 pass rounds every product and sum, the float64 pass is the
+// reference.
+const float32GradTol = 2e-5
+
+// compareFloat32Gradients runs one KL training step in float32 and in
+// float64 on the same weights and checks every gradient tensor of the
+// float32 pass against the float64 one.
+func compareFloat32Gradients(t *testing.T, m *Model, tokens []int) {
+	t.Helper()
+	vocab := m.VocabSize()
+	rng := rand.New(rand.NewPCG(18, 19))
+	teacher64, err := LogSoftmax(randSlice(rng, len(tokens)*vocab, 2), vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s32, err := NewSeq[float32](m.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s64, err := NewSeq[float64](m.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p32, p64 := ParamsOf[float32](m), ParamsOf[float64](m)
+	_, g32 := trainGrads(t, s32, p32, tokens, convert[float32](teacher64))
+	_, g64 := trainGrads(t, s64, p64, tokens, teacher64)
+	worst := 0.0
+	got32 := g32.Tensors()
+	for name, want := range g64.Tensors() {
+		got := got32[name]
+		var diff, norm float64
+		for i, w := range want {
+			diff += (float64(got[i]) - float64(w)) * (float64(got[i]) - float64(w))
+			norm += float64(w) * float64(w)
+		}
+		if norm == 0 {
+			t.Errorf("%s: zero gradient", name)
+			continue
+		}
+		rel := math.Sqrt(diff / norm)
+		worst = max(worst, rel)
+		if rel > float32GradTol {
+			t.Errorf("%s: float32 gradient differs from float64 by %.3g > %g", name, rel, float32GradTol)
+		}
+	}
+	t.Logf("%d positions, worst relative float32 gradient error %.3g", len(tokens), worst)
+}
+
+// trainGrads runs forward, KL against teacher and backward, returning the
+// forward cache and the gradient.
+func trainGrads[F Float](t testing.TB, s *Seq[F], p *Params[F], tokens []int, teacher []F) (*Cache[F], *Params[F]) {
+	c, err := s.Forward(p, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dLogits := make([]F, len(c.Logits))
+	if _, err := KL(teacher, c.Logits, s.Config().VocabSize, dLogits); err != nil {
+		t.Fatal(err)
+	}
+	grad := p.ZeroLike()
+	if err := s.Backward(p, c, dLogits, grad); err != nil {
+		t.Fatal(err)
+	}
+	return c, grad
+}
+
+func TestFloat32Gradients(t *testing.T) {
+	cfg := smallCfg
+	compareFloat32Gradients(t, modelOf(t, cfg, 23), []int{1, 5, 9, 39, 0, 17, 17, 3, 22, 11, 30, 2, 8, 8, 4, 38})
+}
+
+func TestFloat32GradientsStories260K(t *testing.T) {
+	m := loadStories(t)
+	rng := rand.New(rand.NewPCG(20, 21))
+	tokens := make([]int, 128)
+	for i := range tokens {
+		tokens[i] = rng.IntN(m.VocabSize())
+	}
+	compareFloat32Gradients(t, m, tokens)
 }
