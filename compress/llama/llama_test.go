@@ -326,7 +326,8 @@ var smallCfg = checkpoint.LlamaConfig{HiddenSize: 32, IntermediateSize: 48, NumH
 
 // TestHFLayoutMatchesInterleaved checks, without any shared file, that the
 // rotate_half forward on permuted q/k equals the interleaved computation on
-// the original rows, with grouped-query attention, tied and separate heads.
+// the original rows, with grouped-query attention, tied and separate heads;
+// for the State and for the float64 sequence forward.
 func TestHFLayoutMatchesInterleaved(t *testing.T) {
 	for _, tied := range []bool{true, false} {
 		cfg := smallCfg
@@ -337,7 +338,9 @@ func TestHFLayoutMatchesInterleaved(t *testing.T) {
 			t.Fatal(err)
 		}
 		tokens := []int{1, 5, 9, 39, 0, 17, 17, 3, 22, 11, 30, 2}
-		compareLogits(t, m, tokens, refForward(cfg, ref, tokens))
+		want := refForward(cfg, ref, tokens)
+		compareLogits(t, m, tokens, want)
+		compareSeqWithReference(t, m, tokens, want)
 	}
 }
 
