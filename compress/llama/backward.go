@@ -8,13 +8,14 @@ import (
 // LayerBackward carries dOut [T, hidden], the gradient of a loss with
 // respect to the output of the forward pass that made c, back through the
 // layer w (the weights that pass used). It adds the gradients of every
-// weight into grad (zero it first, or let it sum over several sequences)
-// and returns the gradient with respect to the layer's input.
+// weight into grad (zero it first, or let it sum over several sequences;
+// a nil weight in grad is not computed, e.g. for a frozen one) and returns
+// the gradient with respect to the layer's input.
 func (s *Seq[F]) LayerBackward(w *LayerParams[F], c *LayerCache[F], dOut []F, grad *LayerParams[F]) ([]F, error) {
-	if err := s.checkLayer(w); err != nil {
+	if err := s.checkLayer(w, false); err != nil {
 		return nil, err
 	}
-	if err := s.checkLayer(grad); err != nil {
+	if err := s.checkLayer(grad, true); err != nil {
 		return nil, fmt.Errorf("%w (gradient)", err)
 	}
 	if len(dOut) != len(c.Out) {
@@ -22,13 +23,21 @@ func (s *Seq[F]) LayerBackward(w *LayerParams[F], c *LayerCache[F], dOut []F, gr
 	}
 	T, hidden, inter, qDim, kvDim := c.T, s.hidden, s.inter, s.qDim, s.kvDim
 	mm := s.mm
+	// addGrad adds dy^T x to g [rows, cols], the gradient of a weight whose
+	// output gradient is dy [T, rows] and input x [T, cols].
+	addGrad := func(g, dy, x []F, rows, cols int) error {
+		if g == nil {
+			return nil
+		}
+		return mm.Gemm(true, false, rows, cols, T, 1, dy, x, 1, g)
+	}
 
 	// MLP: Out = mid + act Down^T, act = silu(gate) * up.
 	dAct := make([]F, T*inter)
 	if err := mm.Gemm(false, false, T, inter, hidden, 1, dOut, w.Down, 0, dAct); err != nil {
 		return nil, err
 	}
-	if err := mm.Gemm(true, false, hidden, inter, T, 1, dOut, c.act, 1, grad.Down); err != nil {
+	if err := addGrad(grad.Down, dOut, c.act, hidden, inter); err != nil {
 		return nil, err
 	}
 	dGate, dUp := dAct, make([]F, T*inter) // dGate overwrites dAct in place
@@ -37,10 +46,10 @@ func (s *Seq[F]) LayerBackward(w *LayerParams[F], c *LayerCache[F], dOut []F, gr
 		dUp[i] = dAct[i] * (g * sg)
 		dGate[i] = dAct[i] * c.up[i] * (sg * (1 + g*(1-sg)))
 	}
-	if err := mm.Gemm(true, false, inter, hidden, T, 1, dGate, c.xn2, 1, grad.Gate); err != nil {
+	if err := addGrad(grad.Gate, dGate, c.xn2, inter, hidden); err != nil {
 		return nil, err
 	}
-	if err := mm.Gemm(true, false, inter, hidden, T, 1, dUp, c.xn2, 1, grad.Up); err != nil {
+	if err := addGrad(grad.Up, dUp, c.xn2, inter, hidden); err != nil {
 		return nil, err
 	}
 	dXn := make([]F, T*hidden)
@@ -58,7 +67,7 @@ func (s *Seq[F]) LayerBackward(w *LayerParams[F], c *LayerCache[F], dOut []F, gr
 	if err := mm.Gemm(false, false, T, qDim, hidden, 1, dMid, w.O, 0, dAtt); err != nil {
 		return nil, err
 	}
-	if err := mm.Gemm(true, false, hidden, qDim, T, 1, dMid, c.att, 1, grad.O); err != nil {
+	if err := addGrad(grad.O, dMid, c.att, hidden, qDim); err != nil {
 		return nil, err
 	}
 	dq, dk, dv := s.attentionBackward(c, dAtt)
@@ -68,7 +77,7 @@ func (s *Seq[F]) LayerBackward(w *LayerParams[F], c *LayerCache[F], dOut []F, gr
 		dy, w, g []F
 		out      int
 	}{{dq, w.Q, grad.Q, qDim}, {dk, w.K, grad.K, kvDim}, {dv, w.V, grad.V, kvDim}} {
-		if err := mm.Gemm(true, false, p.out, hidden, T, 1, p.dy, c.xn1, 1, p.g); err != nil {
+		if err := addGrad(p.g, p.dy, c.xn1, p.out, hidden); err != nil {
 			return nil, err
 		}
 	}
@@ -88,7 +97,7 @@ func (s *Seq[F]) LayerBackward(w *LayerParams[F], c *LayerCache[F], dOut []F, gr
 
 // rmsNormBackward carries dy back through dst = rmsNorm(x, w) row by row
 // (r holding each row's inverse RMS): it adds the input's gradient into dx
-// and the weight's into dw. With y_i = w_i x_i r and
+// and the weight's into dw (unless dw is nil). With y_i = w_i x_i r and
 // r = (mean(x^2) + eps)^(-1/2):
 //
 //	dx_i = r w_i dy_i - x_i r^3/n sum_j w_j dy_j x_j,  dw_i = sum_t dy_i x_i r.
@@ -99,7 +108,11 @@ func (s *Seq[F]) rmsNormBackward(dx, dw, dy, x, r, w []F) {
 		var sum float64
 		for i, d := range dyr {
 			sum += float64(w[i] * d * xr[i])
-			dw[i] += d * (xr[i] * rt)
+		}
+		if dw != nil {
+			for i, d := range dyr {
+				dw[i] += d * (xr[i] * rt)
+			}
 		}
 		k := F(sum * float64(rt) * float64(rt) * float64(rt) / float64(n))
 		for i, d := range dyr {
@@ -185,17 +198,18 @@ func (s *Seq[F]) attentionBackward(c *LayerCache[F], dAtt []F) (dq, dk, dv []F) 
 // Backward carries dLogits [T, vocab], the gradient of a loss with respect
 // to the logits of the forward pass that made c, back through the model p
 // (the weights that pass used). It adds the gradients of every weight into
-// grad (shaped like p, e.g. p.ZeroLike()): the layers, the final norm, the
-// head (into grad.Embed when tied) and the embedding rows of the tokens.
+// grad (shaped like p, e.g. p.ZeroLike(); a nil weight in grad is not
+// computed): the layers, the final norm, the head (into grad.Embed when
+// tied) and the embedding rows of the tokens.
 func (s *Seq[F]) Backward(p *Params[F], c *Cache[F], dLogits []F, grad *Params[F]) error {
-	if err := s.checkParams(p); err != nil {
+	if err := s.checkParams(p, false); err != nil {
 		return err
 	}
-	if err := s.checkParams(grad); err != nil {
+	if err := s.checkParams(grad, true); err != nil {
 		return fmt.Errorf("%w (gradient)", err)
 	}
-	if (grad.LMHead == nil) != (p.LMHead == nil) {
-		return fmt.Errorf("llama: the gradient's LMHead must be nil exactly when the model's is (tied embeddings)")
+	if p.LMHead == nil && grad.LMHead != nil {
+		return fmt.Errorf("llama: the model's head is tied to the embeddings, so the gradient's LMHead must be nil (the head's gradient goes to Embed)")
 	}
 	if len(dLogits) != len(c.Logits) {
 		return fmt.Errorf("llama: logits gradient has %d values, want %d", len(dLogits), len(c.Logits))
@@ -205,8 +219,14 @@ func (s *Seq[F]) Backward(p *Params[F], c *Cache[F], dLogits []F, grad *Params[F
 	if err := s.mm.Gemm(false, false, T, hidden, vocab, 1, dLogits, p.head(), 0, dXn); err != nil {
 		return err
 	}
-	if err := s.mm.Gemm(true, false, vocab, hidden, T, 1, dLogits, c.xnF, 1, grad.head()); err != nil {
-		return err
+	gHead := grad.LMHead
+	if p.LMHead == nil {
+		gHead = grad.Embed
+	}
+	if gHead != nil {
+		if err := s.mm.Gemm(true, false, vocab, hidden, T, 1, dLogits, c.xnF, 1, gHead); err != nil {
+			return err
+		}
 	}
 	dX := make([]F, T*hidden)
 	s.rmsNormBackward(dX, grad.Norm, dXn, c.final, c.rF, p.Norm)
@@ -215,6 +235,9 @@ func (s *Seq[F]) Backward(p *Params[F], c *Cache[F], dLogits []F, grad *Params[F
 		if dX, err = s.LayerBackward(&p.Layers[l], c.Layers[l], dX, &grad.Layers[l]); err != nil {
 			return fmt.Errorf("%w (layer %d)", err, l)
 		}
+	}
+	if grad.Embed == nil {
+		return nil
 	}
 	for t, tok := range c.Tokens {
 		g := grad.Embed[tok*hidden : (tok+1)*hidden]

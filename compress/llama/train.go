@@ -153,24 +153,27 @@ func NewSeq[F Float](cfg checkpoint.LlamaConfig, mm MatMul[F]) (*Seq[F], error) 
 func (s *Seq[F]) Config() checkpoint.LlamaConfig { return s.cfg }
 
 // checkLayer reports the first weight of l whose length does not fit the
-// config.
-func (s *Seq[F]) checkLayer(l *LayerParams[F]) error {
+// config; with optional (a gradient), nil weights are allowed.
+func (s *Seq[F]) checkLayer(l *LayerParams[F], optional bool) error {
 	want := []int{s.hidden, s.qDim * s.hidden, s.kvDim * s.hidden, s.kvDim * s.hidden, s.hidden * s.qDim,
 		s.hidden, s.inter * s.hidden, s.inter * s.hidden, s.hidden * s.inter}
 	for i, ns := range l.tensors() {
-		if len(*ns.s) != want[i] {
+		if len(*ns.s) != want[i] && !(optional && *ns.s == nil) {
 			return fmt.Errorf("llama: layer weight %s has %d values, want %d", ns.part, len(*ns.s), want[i])
 		}
 	}
 	return nil
 }
 
-func (s *Seq[F]) checkParams(p *Params[F]) error {
+// checkParams reports the first weight of p whose length does not fit the
+// config; with optional (a gradient), nil weights are allowed.
+func (s *Seq[F]) checkParams(p *Params[F], optional bool) error {
 	vocab := s.cfg.VocabSize
+	bad := func(v []F, want int) bool { return len(v) != want && !(optional && v == nil) }
 	switch {
-	case len(p.Embed) != vocab*s.hidden:
+	case bad(p.Embed, vocab*s.hidden):
 		return fmt.Errorf("llama: %s has %d values, want %d", EmbedName, len(p.Embed), vocab*s.hidden)
-	case len(p.Norm) != s.hidden:
+	case bad(p.Norm, s.hidden):
 		return fmt.Errorf("llama: %s has %d values, want %d", NormName, len(p.Norm), s.hidden)
 	case p.LMHead != nil && len(p.LMHead) != vocab*s.hidden:
 		return fmt.Errorf("llama: %s has %d values, want %d", LMHeadName, len(p.LMHead), vocab*s.hidden)
@@ -178,7 +181,7 @@ func (s *Seq[F]) checkParams(p *Params[F]) error {
 		return fmt.Errorf("llama: %d layers, want %d", len(p.Layers), s.cfg.NumHiddenLayers)
 	}
 	for i := range p.Layers {
-		if err := s.checkLayer(&p.Layers[i]); err != nil {
+		if err := s.checkLayer(&p.Layers[i], optional); err != nil {
 			return fmt.Errorf("%w (layer %d)", err, i)
 		}
 	}
@@ -243,7 +246,7 @@ func (s *Seq[F]) LayerForward(w *LayerParams[F], x []F) (*LayerCache[F], error) 
 
 // layerForward runs the layer over x, which the cache keeps as its In.
 func (s *Seq[F]) layerForward(w *LayerParams[F], x []F, rot *rotary[F]) (*LayerCache[F], error) {
-	if err := s.checkLayer(w); err != nil {
+	if err := s.checkLayer(w, false); err != nil {
 		return nil, err
 	}
 	T := len(x) / s.hidden
@@ -420,7 +423,7 @@ type Cache[F Float] struct {
 // the cache, whose Logits [T, vocab] hold each position's next-token
 // logits; pass it to Backward.
 func (s *Seq[F]) Forward(p *Params[F], tokens []int) (*Cache[F], error) {
-	if err := s.checkParams(p); err != nil {
+	if err := s.checkParams(p, false); err != nil {
 		return nil, err
 	}
 	T, hidden, vocab := len(tokens), s.hidden, s.cfg.VocabSize

@@ -650,3 +650,50 @@ func TestFloat32GradientsStories260K(t *testing.T) {
 	}
 	compareFloat32Gradients(t, m, tokens)
 }
+
+// TestPartialGradients checks that nil weights in a gradient are skipped
+// and the others come out as in a full gradient.
+func TestPartialGradients(t *testing.T) {
+	cfg := smallCfg
+	m := modelOf(t, cfg, 25)
+	s, err := NewSeq[float32](cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ParamsOf[float32](m)
+	rng := rand.New(rand.NewPCG(22, 23))
+	tokens := []int{3, 1, 4, 1, 5, 9, 2, 6}
+	teacher, _ := LogSoftmax(convert[float32](randSlice(rng, len(tokens)*cfg.VocabSize, 1)), cfg.VocabSize)
+	c, full := trainGrads(t, s, p, tokens, teacher)
+	dLogits := make([]float32, len(c.Logits))
+	if _, err := KL(teacher, c.Logits, cfg.VocabSize, dLogits); err != nil {
+		t.Fatal(err)
+	}
+	part := &Params[float32]{Layers: make([]LayerParams[float32], cfg.NumHiddenLayers)}
+	part.Layers[0].Down = make([]float32, len(p.Layers[0].Down))
+	part.Layers[1].AttnNorm = make([]float32, len(p.Layers[1].AttnNorm))
+	part.LMHead = make([]float32, len(p.LMHead))
+	if err := s.Backward(p, c, dLogits, part); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(part.Layers[0].Down, full.Layers[0].Down) || !slices.Equal(part.Layers[1].AttnNorm, full.Layers[1].AttnNorm) ||
+		!slices.Equal(part.LMHead, full.LMHead) {
+		t.Error("a partial gradient differs from the full gradient")
+	}
+	if part.Embed != nil || part.Layers[0].Q != nil {
+		t.Error("Backward filled a nil gradient")
+	}
+
+	tiedCfg := cfg
+	tiedCfg.TieWordEmbeddings = true
+	tied := ParamsOf[float32](modelOf(t, tiedCfg, 25))
+	tc, err := s.Forward(tied, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := tied.ZeroLike()
+	g.LMHead = make([]float32, len(tied.Embed))
+	if err := s.Backward(tied, tc, dLogits, g); err == nil || !strings.Contains(err.Error(), "tied") {
+		t.Errorf("gradient LMHead for a tied model: %v", err)
+	}
+}
