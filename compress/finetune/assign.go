@@ -1,12 +1,17 @@
 package finetune
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"runtime"
+	"slices"
+	"sync"
 
 	"gonum.org/v1/gonum/mat"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/compress/pocketllm"
 )
 
 // UpdateIndices re-picks the codeword indices of a vq group against the
@@ -154,11 +159,138 @@ func assignWithFeedback(k bindings.Kernels, w []float32, rows, cols int, scale f
 				}
 			}
 		}
-		for _, v := range x {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("finetune: error feedback diverged")
-			}
+	}
+	for _, v := range x {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("finetune: error feedback diverged")
 		}
 	}
 	return idx, nil
+}
+
+// SearchIndices re-picks the codeword indices of a pocketllm group against
+// the output error, with the decoder and codebook fixed. A decoded
+// sub-vector depends on its whole row (the reshaped layer norms), so there
+// is no closed-form error feedback as for vq; instead each sub-vector
+// position in turn tries, in every row at once, each of the codewords
+// nearest (in latent space) to the one it holds, and a row keeps a
+// candidate only where the row's output error eᵀ H e falls. Rows are
+// independent, so the objective never rises. It reports whether any index
+// changed.
+func SearchIndices(k bindings.Kernels, g Group, obj *OutputError, candidates, passes int) (bool, error) {
+	pg, ok := g.(*pocketGroup)
+	if !ok {
+		return false, fmt.Errorf("finetune: index search needs a pocketllm group")
+	}
+	s := pg.res.Shape
+	pg.round(pg.work, pg.master)
+	v, scales := pg.views(pg.work)
+	cand := nearestCodewords(v.Codebook, s.K, s.Latent, min(candidates, s.K-1))
+	t := len(cand) / s.K
+	changed := false
+	at := 0
+	for m, sh := range pg.shapes {
+		rows, cols := sh[0], sh[1]
+		idx := pg.res.Indices[at : at+rows*s.E]
+		one := *pg.res
+		one.Decoder, one.Codebook, one.Scales = v.Decoder.P, v.Codebook, scales[m:m+1]
+		rowErrors := func(ix []int32, out []float64) error {
+			one.Indices = ix
+			w, err := pocketllm.Reconstruct(k, &one, [][2]int{{rows, cols}})
+			if err != nil {
+				return err
+			}
+			e := w[0]
+			for i, x := range obj.orig[m] {
+				e[i] -= x
+			}
+			for r := 0; r < rows; r++ {
+				out[r] = quadratic(e[r*cols:(r+1)*cols], obj.h[m], 1, cols, nil)
+			}
+			return nil
+		}
+		best := make([]float64, rows)
+		if err := rowErrors(idx, best); err != nil {
+			return false, err
+		}
+		trial := make([]int32, len(idx))
+		errs := make([]float64, rows)
+		for pass := 0; pass < max(1, passes); pass++ {
+			for p := 0; p < s.E; p++ {
+				for c := 0; c < t; c++ {
+					copy(trial, idx)
+					for r := 0; r < rows; r++ {
+						trial[r*s.E+p] = cand[int(idx[r*s.E+p])*t+c]
+					}
+					if err := rowErrors(trial, errs); err != nil {
+						return false, err
+					}
+					for r := 0; r < rows; r++ {
+						if errs[r] < best[r] {
+							best[r] = errs[r]
+							idx[r*s.E+p] = trial[r*s.E+p]
+							changed = true
+						}
+					}
+				}
+			}
+		}
+		at += rows * s.E
+	}
+	return changed, nil
+}
+
+// nearestCodewords lists, for each codeword, the t others nearest to it
+// ([K*t], nearest first, ties to the lower index).
+func nearestCodewords(cb []float32, kk, lat, t int) []int32 {
+	out := make([]int32, kk*t)
+	if t <= 0 {
+		return nil
+	}
+	type scored struct {
+		d float32
+		j int32
+	}
+	parallelRange(kk, func(lo, hi int) {
+		buf := make([]scored, 0, kk)
+		for i := lo; i < hi; i++ {
+			buf = buf[:0]
+			ci := cb[i*lat : (i+1)*lat]
+			for j := 0; j < kk; j++ {
+				if j == i {
+					continue
+				}
+				var d float32
+				for q, x := range ci {
+					y := x - cb[j*lat+q]
+					d += y * y
+				}
+				buf = append(buf, scored{d, int32(j)})
+			}
+			slices.SortStableFunc(buf, func(a, b scored) int { return cmp.Compare(a.d, b.d) })
+			for c := 0; c < t; c++ {
+				out[i*t+c] = buf[c].j
+			}
+		}
+	})
+	return out
+}
+
+// parallelRange splits [0, n) among GOMAXPROCS goroutines.
+func parallelRange(n int, fn func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	step := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += step {
+		wg.Add(1)
+		go func(lo int) {
+			defer wg.Done()
+			fn(lo, min(n, lo+step))
+		}(lo)
+	}
+	wg.Wait()
 }

@@ -173,3 +173,40 @@ func TestTuneLowersOutputError(t *testing.T) {
 		})
 	}
 }
+
+// Index updates against the output error never raise it, and on inputs
+// with correlated second moments they lower it (nearest-codeword
+// assignment ignores the correlation).
+func TestIndexUpdatesLowerOutputError(t *testing.T) {
+	k := bindings.Go()
+	for name, build := range map[string]func(*testing.T, bindings.Kernels) (Group, []pocketllm.Matrix){"pocketllm": smallPocketLLM, "vq": smallVQ} {
+		t.Run(name, func(t *testing.T) {
+			g, mats := build(t, k)
+			obj, err := NewOutputError([][]float32{mats[0].Data, mats[1].Data}, g.Shapes(), [][]float64{randomSecond(10, 1), randomSecond(10, 2)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			value := func() float64 {
+				w, err := g.Reconstruct(k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return obj.Value(w, nil)
+			}
+			before := value()
+			var changed bool
+			if name == "vq" {
+				changed, err = UpdateIndices(k, g, obj)
+			} else {
+				changed, err = SearchIndices(k, g, obj, 4, 1)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := value()
+			if !changed || !(after < before) {
+				t.Fatalf("index update: changed %v, output error %v -> %v", changed, before, after)
+			}
+		})
+	}
+}

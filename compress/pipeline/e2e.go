@@ -179,7 +179,7 @@ func (k *klObjective) divergence(seqs []int, dW [][][]float32) (float64, error) 
 	vocab := k.seq.Config().VocabSize
 	var grad *llama.Params[float32]
 	if dW != nil {
-		grad = k.params.ZeroLike()
+		grad = k.gradient()
 	}
 	var sum float64
 	var tokens int
@@ -222,6 +222,18 @@ func (k *klObjective) divergence(seqs []int, dW [][][]float32) (float64, error) 
 		}
 	}
 	return sum / float64(tokens), nil
+}
+
+// gradient is a zero gradient holding only the tuned tensors: the others
+// (embeddings, head, kept layers) cost no products.
+func (k *klObjective) gradient() *llama.Params[float32] {
+	g := &llama.Params[float32]{Layers: make([]llama.LayerParams[float32], len(k.params.Layers))}
+	for gi, slots := range k.slots {
+		for m := range slots {
+			*k.slotOf(g, gi, m) = make([]float32, len(*slots[m]))
+		}
+	}
+	return g
 }
 
 // slotOf is where member m of group g sits in another Params (a gradient).

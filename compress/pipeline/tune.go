@@ -28,6 +28,10 @@ const (
 	ObjectiveWeights = "weights"
 )
 
+// IndexCandidates is how many nearby codewords pocketllm's index update
+// tries at each position.
+const IndexCandidates = 8
+
 // Tuning chooses what happens after each group is trained.
 type Tuning struct {
 	// Objective is ObjectiveOutput, ObjectiveDiag or ObjectiveWeights; ""
@@ -37,8 +41,10 @@ type Tuning struct {
 	// the output error (0: none), at OutputLR.
 	OutputSteps int
 	OutputLR    float64
-	// IndexUpdate re-picks vq indices by error feedback against the output
-	// error (finetune.UpdateIndices) before tuning.
+	// IndexUpdate re-picks indices against the output error before
+	// tuning: vq by error feedback (finetune.UpdateIndices), pocketllm by
+	// a search among each index's IndexCandidates nearest codewords
+	// (finetune.SearchIndices).
 	IndexUpdate bool
 	// Sequential measures each layer's input statistics on the model whose
 	// earlier layers are already compressed, and tunes each group as soon
@@ -272,8 +278,13 @@ func (o CompressOptions) tuneGroupOutput(t *trained, second map[string][]float64
 			o.Events(e)
 		}
 	}
-	if o.Tuning.IndexUpdate && t.vq != nil {
-		if _, err := finetune.UpdateIndices(o.Kernels, g, obj); err != nil {
+	if o.Tuning.IndexUpdate {
+		if t.vq != nil {
+			_, err = finetune.UpdateIndices(o.Kernels, g, obj)
+		} else {
+			_, err = finetune.SearchIndices(o.Kernels, g, obj, IndexCandidates, 1)
+		}
+		if err != nil {
 			return fmt.Errorf("group %s: %w", t.g.Name, err)
 		}
 	}
