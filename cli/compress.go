@@ -24,6 +24,7 @@ func compressCommand() *cli.Command {
 		Usage:     "compress a checkpoint into one .pllm file",
 		UsageText: "pocketllm-native compress --in MODEL --out FILE.pllm [--bits B | --dim D --codebook K] [options]",
 		Flags: []cli.Flag{
+			presetFlag,
 			&cli.StringFlag{Name: "in", Required: true, Usage: "a .safetensors file, a Hugging Face folder, or a llama2.c .bin checkpoint"},
 			&cli.StringFlag{Name: "out", Required: true, Usage: "the .pllm file to write"},
 			&cli.BoolFlag{Name: "force", Usage: "overwrite --out if it exists"},
@@ -35,18 +36,18 @@ func compressCommand() *cli.Command {
 			&cli.StringFlag{Name: "dims", Value: plan.FormatDims(plan.DefaultDims), Usage: "sub-vector lengths --bits may choose from"},
 			&cli.IntFlag{Name: "dim", Usage: "sub-vector length d (with --codebook, instead of --bits)"},
 			&cli.IntFlag{Name: "codebook", Usage: "codebook size K (with --dim, instead of --bits)"},
-			&cli.StringFlag{Name: "share", Value: plan.ShareNone, Usage: "none: one meta network per matrix; kind: one per tensor kind and row width across layers; width: one per row width"},
+			&cli.StringFlag{Name: "share", Value: pipeline.ShareAuto, Usage: "auto: none where every matrix reaches the target alone, else width; none: one meta network per matrix; kind: one per tensor kind and row width across layers; width: one per row width"},
 			&cli.StringFlag{Name: "include", Value: plan.DefaultInclude, Usage: "regular expression: tensors to compress"},
 			&cli.StringFlag{Name: "exclude", Usage: "regular expression: tensors to keep as they are even if included"},
 			&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs per group"},
-			&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"},
+			&cli.Float64Flag{Name: "lr", Value: bestLR, Usage: "Adam learning rate"},
 			&cli.IntFlag{Name: "decay-every", Value: def.DecayEvery, Usage: "epochs between learning-rate decays (x0.1)"},
 			&cli.IntFlag{Name: "batch", Value: def.BatchVectors, Usage: "sub-vectors per batch, rounded to whole rows; 0: 16384, or a 64th of a smaller group"},
 			&cli.Float64Flag{Name: "lambda", Value: def.Lambda, Usage: "weight of the codebook loss term"},
-			&cli.Float64Flag{Name: "beta", Value: def.Beta, Usage: "weight of the commitment loss term"},
+			&cli.Float64Flag{Name: "beta", Value: bestBeta, Usage: "weight of the commitment loss term"},
 			&cli.IntFlag{Name: "kmeans-every", Value: 0, Usage: "exact k-means refresh of the codebook (with dead-code re-seeding) every N epochs; 0: never"},
-			&cli.BoolFlag{Name: "kmeans-init", Usage: "start from plain k-means: identity paths around the outer MLPs, residual branches at zero, codebook from k-means of the latents (beyond the paper)"},
-			&cli.IntFlag{Name: "refine", Value: 0, Usage: "after training, refine each index against the decoded row error, trying this many nearest codewords (0: off)"},
+			&cli.BoolFlag{Name: "kmeans-init", Value: true, Usage: "start from plain k-means: identity paths around the outer MLPs, residual branches at zero, codebook from k-means of the latents (beyond the paper)"},
+			&cli.IntFlag{Name: "refine", Value: bestRefine, Usage: "after training, refine each index against the decoded row error, trying this many nearest codewords (0: off)"},
 			&cli.IntFlag{Name: "refine-passes", Value: 1, Usage: "passes of --refine over the row positions"},
 			&cli.IntFlag{Name: "hidden", Value: def.Hidden, Usage: "hidden width of the encoder and decoder MLPs"},
 			&cli.StringFlag{Name: "decoder-dtype", Value: "f16", Usage: "precision of the stored decoder MLPs: f16 or f32"},
@@ -99,6 +100,9 @@ func trainingSettings(c *cli.Context) (pocketllm.Settings, error) {
 }
 
 func runCompress(c *cli.Context) error {
+	if err := applyPreset(c); err != nil {
+		return err
+	}
 	st, err := trainingSettings(c)
 	if err != nil {
 		return err
@@ -263,9 +267,65 @@ const (
 	defaultTuneSteps = 100
 	defaultTuneLR    = 2e-3
 	defaultE2ESteps  = 100
-	defaultE2ELR     = 5e-4
-	defaultE2EBatch  = 8
+	defaultE2ELR     = 1e-3
+	defaultE2EBatch  = 4
 )
+
+// The best settings measured where they differ from METHOD.md's (RESULTS.md).
+const (
+	bestLR     = 0.002
+	bestBeta   = 0.25
+	bestRefine = 8
+)
+
+// Presets: "best" is the flags' defaults; "paper" is METHOD.md's plain
+// recipe (the paper's training, one meta network per matrix, no
+// calibration, no tuning), for reproduction.
+const (
+	presetBest  = "best"
+	presetPaper = "paper"
+)
+
+var presetFlag = &cli.StringFlag{Name: "preset", Value: presetBest, Usage: "best: the best settings measured (the defaults below); paper: METHOD.md's plain recipe (share none, random start, lr 0.016, no calibration or tuning); flags given explicitly override either"}
+
+// paperPreset are the flag values of --preset paper.
+var paperPreset = map[string]string{
+	"share": "none", "lr": "0.016", "beta": "0", "kmeans-init": "false", "refine": "0",
+	"no-calibration": "true", "objective": "weights", "tune-steps": "0", "index-update": "false",
+	"sequential": "false", "e2e-steps": "0",
+}
+
+// applyPreset sets the flags of --preset paper that were not given
+// explicitly.
+func applyPreset(c *cli.Context) error {
+	switch p := c.String("preset"); p {
+	case presetBest:
+		return nil
+	case presetPaper:
+		for name, v := range paperPreset {
+			if c.IsSet(name) || !hasFlag(c, name) {
+				continue
+			}
+			if err := c.Set(name, v); err != nil {
+				return fmt.Errorf("--preset paper: %v", err)
+			}
+		}
+		return nil
+	default:
+		return fmt.Errorf("--preset %q: want %s or %s", p, presetBest, presetPaper)
+	}
+}
+
+func hasFlag(c *cli.Context, name string) bool {
+	for _, f := range c.Command.Flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // tuningOptions reads the calibration and tuning flags (compress's, which
 // sweep shares).

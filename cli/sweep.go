@@ -57,7 +57,9 @@ func sweepCommand() *cli.Command {
 			&cli.StringFlag{Name: "methods", Value: "pocketllm,vq,rtn", Usage: "methods to run, comma-separated"},
 			&cli.StringFlag{Name: "bits", Value: "2,2.5,3,3.5,4", Usage: "bits per weight targets for pocketllm and vq, comma-separated"},
 			&cli.StringFlag{Name: "rtn", Value: "2:32,3:64,3:32,4:64,4:32", Usage: "rtn settings as bits:group pairs, comma-separated"},
-			&cli.StringFlag{Name: "share", Value: plan.ShareKind, Usage: "share mode of pocketllm and vq (none, kind or width); rtn always uses none"},
+			&cli.StringFlag{Name: "share", Value: pipeline.ShareAuto, Usage: "share mode of pocketllm and vq (auto, none, kind or width); rtn always uses none"},
+			presetFlag,
+			&cli.BoolFlag{Name: "stages", Usage: "also score each pocketllm and vq run as trained and after each tuning stage before the last (rows marked 'after ...')"},
 		}, append(compressFlags(sweepTrainingFlags...),
 			backendFlag,
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors (and --json)"},
@@ -84,10 +86,13 @@ func runSweep(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := applyPreset(c); err != nil {
+		return err
+	}
 	switch s := c.String("share"); s {
-	case plan.ShareNone, plan.ShareKind, plan.ShareWidth:
+	case pipeline.ShareAuto, plan.ShareNone, plan.ShareKind, plan.ShareWidth:
 	default:
-		return fmt.Errorf("--share %q: want %s, %s or %s", s, plan.ShareNone, plan.ShareKind, plan.ShareWidth)
+		return fmt.Errorf("--share %q: want %s, %s, %s or %s", s, pipeline.ShareAuto, plan.ShareNone, plan.ShareKind, plan.ShareWidth)
 	}
 	st, err := trainingSettings(c)
 	if err != nil {
@@ -129,7 +134,7 @@ func runSweep(c *cli.Context) error {
 	o := sweep.Options{
 		Model: c.String("model"), Tokenizer: c.String("tokenizer"), Text: c.String("text"),
 		OutDir: c.String("out-dir"), Force: c.Bool("force"), Share: c.String("share"),
-		Settings: sweep.Ladder(methods, bits, rtns), Base: base, Command: commandLine(c),
+		Settings: sweep.Ladder(methods, bits, rtns), Base: base, Command: commandLine(c), Stages: c.Bool("stages"),
 	}
 	if !c.Bool("quiet") {
 		o.Progress = func(i, n int, r sweep.Row) {

@@ -6,6 +6,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -39,7 +40,7 @@ type CompressOptions struct {
 	Dims   []int
 	Dim, K int
 
-	Share            string // plan.ShareNone, ShareKind or ShareWidth
+	Share            string // ShareAuto, plan.ShareNone, ShareKind or ShareWidth
 	Include, Exclude string // regular expressions on tensor names ("" exclude: none)
 
 	// MethodName is MethodPocketLLM ("" too), MethodVQ or MethodRTN.
@@ -59,6 +60,12 @@ type CompressOptions struct {
 	Calibrated  *Calibrated
 	// Tuning chooses the objective and the fine-tuning after training.
 	Tuning Tuning
+	// AfterStage, when set, is called after training and after each tuning
+	// stage of a tuned run ("trained", "output", "e2e") with every
+	// compressed tensor as the stage left it (and the norms end-to-end
+	// tuning changed) and the seconds the stage took: what each ingredient
+	// buys can be measured in one run.
+	AfterStage func(stage string, tensors map[string][]float32, seconds float64) error
 
 	Kernels bindings.Kernels
 	// Events, when set, receives progress as the run goes.
@@ -162,6 +169,9 @@ func Compress(o CompressOptions) (*Report, error) {
 		if err := o.RTN.Validate(); err != nil {
 			return nil, err
 		}
+		if o.Share == ShareAuto {
+			o.Share = plan.ShareNone
+		}
 		if o.Share != plan.ShareNone {
 			return nil, fmt.Errorf("--method rtn quantises each matrix on its own; --share %s applies to pocketllm and vq", o.Share)
 		}
@@ -180,18 +190,10 @@ func Compress(o CompressOptions) (*Report, error) {
 	if len(chosen) == 0 {
 		return nil, fmt.Errorf("%s: no tensor matches --include %q", o.In, o.Include)
 	}
-	groups, err := plan.Groups(chosen, o.Share)
+	planned, err := planAll(chosen, &o)
 	if err != nil {
 		return nil, err
 	}
-	// Plan every group before training any: an impossible setting fails at once.
-	planned := make([]plannedGroup, len(groups))
-	for i, g := range groups {
-		if planned[i], err = planGroup(g, o); err != nil {
-			return nil, err
-		}
-	}
-
 	cal, err := o.calibrated(src)
 	if err != nil {
 		return nil, err
@@ -226,10 +228,14 @@ func Compress(o CompressOptions) (*Report, error) {
 		}
 	} else {
 		groups := make([]*trained, len(planned))
+		trainStart := time.Now()
 		for i, g := range planned {
 			if groups[i], err = trainGroup(src, g, i, len(planned), o, cal); err != nil {
 				return nil, err
 			}
+		}
+		if err := o.afterStage("trained", groups, nil, trainStart); err != nil {
+			return nil, err
 		}
 		if tunedKept, err = o.tune(src, groups, cal); err != nil {
 			return nil, fmt.Errorf("%s: %w", o.In, err)
@@ -273,6 +279,40 @@ func Compress(o CompressOptions) (*Report, error) {
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
 }
+
+// planAll groups the chosen matrices and plans every group before any is
+// trained, so an impossible setting fails at once. ShareAuto becomes
+// ShareNone when every matrix reaches the target on its own, ShareWidth
+// otherwise (o.Share records the choice).
+func planAll(chosen []plan.Matrix, o *CompressOptions) ([]plannedGroup, error) {
+	try := func(share string) ([]plannedGroup, error) {
+		groups, err := plan.Groups(chosen, share)
+		if err != nil {
+			return nil, err
+		}
+		planned := make([]plannedGroup, len(groups))
+		for i, g := range groups {
+			if planned[i], err = planGroup(g, *o); err != nil {
+				return nil, err
+			}
+		}
+		return planned, nil
+	}
+	if o.Share != ShareAuto {
+		return try(o.Share)
+	}
+	o.Share = plan.ShareNone
+	planned, err := try(o.Share)
+	if errors.Is(err, plan.ErrUnreachable) {
+		o.Share = plan.ShareWidth
+		return try(o.Share)
+	}
+	return planned, err
+}
+
+// ShareAuto shares a meta network across layers only where the matrices
+// are too small to carry their own at the target.
+const ShareAuto = "auto"
 
 func compileRegexp(flag, expr string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(expr)

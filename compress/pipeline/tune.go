@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"time"
 
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/calib"
@@ -197,14 +198,52 @@ func (t *trained) refresh(k bindings.Kernels) error {
 func (o CompressOptions) tune(src *checkpoint.Source, groups []*trained, cal *Calibrated) (map[string][]float32, error) {
 	tu := o.Tuning
 	if tu.Objective == ObjectiveOutput && (tu.OutputSteps > 0 || tu.IndexUpdate) {
+		start := time.Now()
 		if err := o.tuneOutput(groups, cal); err != nil {
+			return nil, err
+		}
+		if err := o.afterStage("output", groups, nil, start); err != nil {
 			return nil, err
 		}
 	}
 	if tu.E2ESteps > 0 {
-		return o.tuneEndToEnd(src, groups, cal)
+		start := time.Now()
+		norms, err := o.tuneEndToEnd(src, groups, cal)
+		if err != nil {
+			return nil, err
+		}
+		return norms, o.afterStage("e2e", groups, norms, start)
 	}
 	return nil, nil
+}
+
+// afterStage hands AfterStage the tensors as a stage left them.
+func (o CompressOptions) afterStage(stage string, groups []*trained, norms map[string][]float32, start time.Time) error {
+	if o.AfterStage == nil {
+		return nil
+	}
+	secs := time.Since(start).Seconds()
+	tensors := map[string][]float32{}
+	for name, v := range norms {
+		tensors[name] = v
+	}
+	for _, t := range groups {
+		g, err := t.tunable()
+		if err != nil {
+			return err
+		}
+		if g == nil {
+			continue
+		}
+		w, err := g.Reconstruct(o.Kernels)
+		if err != nil {
+			return err
+		}
+		for j, m := range t.mats {
+			tensors[m.Name] = w[j]
+		}
+	}
+	return o.AfterStage(stage, tensors, secs)
 }
 
 // tuneOutput minimises each group's output error. Sequentially, layer l's

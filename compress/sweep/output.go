@@ -51,8 +51,12 @@ func (r *Results) Markdown() []byte {
 			fmt.Fprintf(&b, "| %s | %s | %.3f | skipped: %s | | | | | | | | |\n", row.Method, row.Setting, row.Target, mdEscape(row.Reason))
 			continue
 		}
+		setting := row.Setting
+		if row.Stage != "" {
+			setting += " (after " + row.Stage + ")"
+		}
 		fmt.Fprintf(&b, "| %s | %s | %.3f | %s | %.3f | %d | %.4f | %.4f | %.4f | %.2f%% | %.5f | %.1f |\n",
-			row.Method, row.Setting, row.Target, mdEscape(row.Groups), row.BitsPerWeight, row.FileBytes,
+			row.Method, setting, row.Target, mdEscape(row.Groups), row.BitsPerWeight, row.FileBytes,
 			row.PPL, row.NLL, row.KLMean, 100*row.Top1Agreement, row.NMSEMean, row.Seconds)
 	}
 	return b.Bytes()
@@ -89,7 +93,7 @@ func (r *Results) Plot() ([]byte, error) {
 	lo, hi := r.OriginalPPL, r.OriginalPPL
 	xlo, xhi := math.Inf(1), math.Inf(-1)
 	for _, row := range r.Rows {
-		if row.Skipped {
+		if row.Skipped || row.Stage != "" { // stage rows sit at their file's size: plot the files
 			continue
 		}
 		if _, ok := byMethod[row.Method]; !ok {

@@ -23,6 +23,7 @@ import (
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/pipeline"
 	"pocketllm-native/compress/plan"
+	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/tokenizer"
 )
@@ -169,6 +170,10 @@ type Options struct {
 	// Kernels. In, Out, Force, Bits, Dim, K, Share, MethodName, RTN and
 	// Events are set per run.
 	Base pipeline.CompressOptions
+	// Stages adds, for each pocketllm and vq run of a tuned compression, a
+	// row per stage before the last (as trained, after output tuning): what
+	// each ingredient buys, measured within one run.
+	Stages bool
 	// Command is the command line that started the sweep, for the record.
 	Command string
 	// Progress, when set, is called after each run with its row.
@@ -179,6 +184,9 @@ type Options struct {
 type Row struct {
 	Method  string  `json:"method"`
 	Setting string  `json:"setting"` // the ladder's setting: "bits 3", "3-bit g64"
+	// Stage is "" for a written file, else the tuning stage an in-memory
+	// row measures ("trained", "output"; see Options.Stages).
+	Stage string `json:"stage,omitempty"`
 	Target  float64 `json:"target"`  // see Setting.Target
 	// Groups are the settings the planner chose, with how many groups
 	// each: "d=4 K=256 x5, d=8 K=4096 x2".
@@ -294,10 +302,11 @@ func Run(o Options) (*Results, error) {
 		Calibration: o.Base.Calibrated.Description(), OriginalPPL: base.PPL, OriginalNLL: base.NLL,
 	}
 	for i, s := range o.Settings {
-		row, err := runOne(o, s, orig, tok, lines, base)
+		stageRows, row, err := runOne(o, s, orig, tok, lines, base)
 		if err != nil {
 			return nil, err
 		}
+		res.Rows = append(res.Rows, stageRows...)
 		res.Rows = append(res.Rows, row)
 		if o.Progress != nil {
 			o.Progress(i+1, len(o.Settings), row)
@@ -316,7 +325,7 @@ func Run(o Options) (*Results, error) {
 	return res, nil
 }
 
-func runOne(o Options, s Setting, orig *llama.Model, tok tokenizer.Tokenizer, lines []string, base eval.Result) (Row, error) {
+func runOne(o Options, s Setting, orig *llama.Model, tok tokenizer.Tokenizer, lines []string, base eval.Result) ([]Row, Row, error) {
 	row := Row{Method: s.Method, Setting: s.Label(), Target: s.Target()}
 	rel := filepath.Join(PLLMDir, s.FileName())
 	path := filepath.Join(o.OutDir, rel)
@@ -328,19 +337,37 @@ func runOne(o Options, s Setting, orig *llama.Model, tok tokenizer.Tokenizer, li
 	} else {
 		c.Bits = s.Bits
 	}
+	var stageRows []Row
+	if o.Stages && s.Method != pipeline.MethodRTN {
+		last := lastStage(c.Tuning)
+		c.AfterStage = func(stage string, tensors map[string][]float32, secs float64) error {
+			if stage == last {
+				return nil // the written file's row measures it
+			}
+			r := Row{Method: s.Method, Setting: s.Label(), Target: s.Target(), Stage: stage, Seconds: secs}
+			if err := scoreTensors(&r, orig, tensors, tok, lines, base); err != nil {
+				return err
+			}
+			stageRows = append(stageRows, r)
+			return nil
+		}
+	}
 	rep, err := pipeline.Compress(c)
 	if IsUnreachable(err) {
 		// The planner refuses before writing; a file by that name is left
 		// from an earlier sweep (replaced only with Force, checked above)
 		// and no longer matches this row.
 		if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) {
-			return row, rmErr
+			return nil, row, rmErr
 		}
 		row.Skipped, row.Reason = true, err.Error()
-		return row, nil
+		return nil, row, nil
 	}
 	if err != nil {
-		return row, fmt.Errorf("%s %s: %w", s.Method, s.Label(), err)
+		return nil, row, fmt.Errorf("%s %s: %w", s.Method, s.Label(), err)
+	}
+	for i := range stageRows {
+		stageRows[i].BitsPerWeight, stageRows[i].FileBytes, stageRows[i].Groups = rep.BitsPerWeight, rep.FileBytes, groupSettings(rep.Groups)
 	}
 	row.File, row.BitsPerWeight, row.FileBytes, row.Seconds = rel, rep.BitsPerWeight, rep.FileBytes, rep.Seconds
 	row.Groups = groupSettings(rep.Groups)
@@ -359,27 +386,73 @@ func runOne(o Options, s Setting, orig *llama.Model, tok tokenizer.Tokenizer, li
 	start := time.Now()
 	cfg, tensors, err := pipeline.LoadModel(path, c.Kernels, &orig.Config)
 	if err != nil {
-		return row, err
+		return nil, row, err
 	}
 	comp, err := llama.FromTensors(cfg, tensors)
 	if err != nil {
-		return row, fmt.Errorf("%s: %w", path, err)
+		return nil, row, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := score(&row, orig, comp, tok, lines, base); err != nil {
+		return nil, row, fmt.Errorf("%s on %s: %w", path, o.Text, err)
+	}
+	row.EvalSeconds = time.Since(start).Seconds()
+	return stageRows, row, nil
+}
+
+// lastStage is the last stage a tuned compression runs ("" for none).
+func lastStage(tu pipeline.Tuning) string {
+	switch {
+	case tu.E2ESteps > 0:
+		return "e2e"
+	case tu.OutputSteps > 0 || tu.IndexUpdate:
+		return "output"
+	}
+	return "trained"
+}
+
+// scoreTensors scores the original model with the given tensors replaced.
+func scoreTensors(row *Row, orig *llama.Model, tensors map[string][]float32, tok tokenizer.Tokenizer, lines []string, base eval.Result) error {
+	start := time.Now()
+	all := llama.ParamsOf[float32](orig).Tensors()
+	var sum float64
+	n := 0
+	for name, v := range tensors {
+		if !strings.HasSuffix(name, "norm.weight") { // a compressed tensor, not a tuned norm
+			sum += pocketllm.NMSE(all[name], v)
+			n++
+		}
+		all[name] = v
+	}
+	if n > 0 {
+		row.NMSEMean = sum / float64(n)
+	}
+	comp, err := llama.FromTensors(orig.Config, all)
+	if err != nil {
+		return err
+	}
+	if err := score(row, orig, comp, tok, lines, base); err != nil {
+		return err
+	}
+	row.EvalSeconds = time.Since(start).Seconds()
+	return nil
+}
+
+// score compares comp with the original on the text.
+func score(row *Row, orig, comp *llama.Model, tok tokenizer.Tokenizer, lines []string, base eval.Result) error {
 	cmp, err := eval.Compare(orig, comp, tok, lines, eval.Options{})
 	if err != nil {
-		return row, fmt.Errorf("%s on %s: %w", path, o.Text, err)
+		return err
 	}
 	// The original is scored once up front; Compare scores it again on the
 	// same tokens in the same order, so anything but the same sum means the
 	// two scores are not of the same thing.
 	if cmp.NLLOriginal != base.NLL || cmp.Tokens != base.Tokens {
-		return row, fmt.Errorf("sweep: the original scored %.6f nats over %d tokens alone but %.6f over %d beside %s",
-			base.NLL, base.Tokens, cmp.NLLOriginal, cmp.Tokens, path)
+		return fmt.Errorf("sweep: the original scored %.6f nats over %d tokens alone but %.6f over %d beside the compressed model",
+			base.NLL, base.Tokens, cmp.NLLOriginal, cmp.Tokens)
 	}
-	row.EvalSeconds = time.Since(start).Seconds()
 	row.PPL, row.NLL = cmp.PPLCompressed, cmp.NLLCompressed
 	row.KLMean, row.KLMax, row.Top1Agreement = cmp.KLMean, cmp.KLMax, cmp.Top1Agreement
-	return row, nil
+	return nil
 }
 
 // groupSettings summarises the settings chosen per group, most common first.
