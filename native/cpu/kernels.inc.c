@@ -858,13 +858,13 @@ static int k_decode(pllm_ctx *ctx, int e, int dim, int lat, int hid, const float
 #endif
 #define GM_NR (GM_NV * VW)
 #define GM_KC 256 /* a B micro-panel (GM_KC x GM_NR) stays in L1 */
-#define GM_NC 256 /* a multiple of every GM_NR */
+#define GM_NC 128 /* a multiple of every GM_NR; small enough to give threads several tiles at n = 256 */
 #define GM_ACC_BLK (GM_MR * GM_NR)
 
 /* Panels of GM_MR rows of op(A): panel p is [k][GM_MR], zero past row m. */
 static void gm_pack_a(int trans, int64_t m, int64_t k, const float *a, float *ap, int nt) {
     int64_t np = (m + GM_MR - 1) / GM_MR;
-#pragma omp parallel for num_threads(nt) schedule(static) if (np * k > 65536)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8) if (np * k > 65536)
     for (int64_t p = 0; p < np; p++) {
         float *dst = ap + p * k * GM_MR;
         for (int r = 0; r < GM_MR; r++) {
@@ -884,7 +884,7 @@ static void gm_pack_a(int trans, int64_t m, int64_t k, const float *a, float *ap
 /* Panels of GM_NR columns of op(B): panel q is [k][GM_NR], zero past column n. */
 static void gm_pack_b(int trans, int64_t n, int64_t k, const float *b, float *bp, int nt) {
     int64_t nq = (n + GM_NR - 1) / GM_NR;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nq * k > 65536)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8) if (nq * k > 65536)
     for (int64_t q = 0; q < nq; q++) {
         float *dst = bp + q * k * GM_NR;
         int64_t j0 = q * GM_NR;

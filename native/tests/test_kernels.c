@@ -844,7 +844,7 @@ static void test_gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, floa
 
 static void test_gemm(void) {
     /* Sizes cross every path's micro-tile (up to 8 x 32), tile (up to
-     * 128 x 256) and k-slice (256) boundaries. */
+     * 128 x 128) and k-slice (256) boundaries. */
     static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {65, 33, 129}, {130, 300, 520}, {3, 5, 0}};
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
