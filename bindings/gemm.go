@@ -10,8 +10,9 @@ import "fmt"
 // micro-kernel updates gemmMR x gemmNR accumulators. The accumulators of a
 // tile live in a float32 buffer carried from one k-slice to the next, so
 // every output is summed over t = 0, 1, ..., k-1 in order, exactly as the
-// loop of the doc comment: the result does not depend on the tile sizes,
-// the number of goroutines or which goroutine ran which tile.
+// loop of the doc comment (each product rounded, then added): the result
+// does not depend on the tile sizes, the number of goroutines or which
+// goroutine ran which tile (gemm_test.go checks it bit for bit).
 const (
 	gemmMR = 2   // rows of a micro-tile (see gemmMicro)
 	gemmNR = 4   // columns of a micro-tile
@@ -177,6 +178,9 @@ func (g *gemmCall) packB(bp []float32, j0, nc, t0, kc int) {
 // to the 2x4 accumulators acc, one t at a time. It is written for gemmMR = 2,
 // gemmNR = 4: eight accumulators and the six operands fit amd64's sixteen
 // vector registers, where a 4x4 tile spills to the stack and runs slower.
+// The explicit float32 conversions round each product, which forbids the
+// compiler to fuse it into the add (Go fuses on arm64, and on amd64 v3), so
+// the bytes are the same on every machine.
 func gemmMicro(ap, bp, acc []float32) {
 	acc = acc[:8:8]
 	c00, c01, c02, c03 := acc[0], acc[1], acc[2], acc[3]
@@ -188,17 +192,17 @@ func gemmMicro(ap, bp, acc []float32) {
 		b := bp[4*t : 4*t+4 : 4*t+4]
 		a0, a1 := a[0], a[1]
 		b0 := b[0]
-		c00 += a0 * b0
-		c10 += a1 * b0
+		c00 += float32(a0 * b0)
+		c10 += float32(a1 * b0)
 		b1 := b[1]
-		c01 += a0 * b1
-		c11 += a1 * b1
+		c01 += float32(a0 * b1)
+		c11 += float32(a1 * b1)
 		b2 := b[2]
-		c02 += a0 * b2
-		c12 += a1 * b2
+		c02 += float32(a0 * b2)
+		c12 += float32(a1 * b2)
 		b3 := b[3]
-		c03 += a0 * b3
-		c13 += a1 * b3
+		c03 += float32(a0 * b3)
+		c13 += float32(a1 * b3)
 	}
 	acc[0], acc[1], acc[2], acc[3] = c00, c01, c02, c03
 	acc[4], acc[5], acc[6], acc[7] = c10, c11, c12, c13
