@@ -63,6 +63,12 @@ int pllm_decode(ctx *c, int32_t e, int32_t dim, int32_t latent, int32_t hidden, 
 	out[4] = (float)k; out[5] = (float)rows; out[6] = (float)idx[0]; out[7] = p[0]; out[8] = cb[0]; return 0;
 }
 #endif
+#ifndef OMIT_GEMM
+int pllm_gemm(ctx *c, int32_t ta, int32_t tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, const float *b, float beta, float *cc) {
+	(void)c; cc[0] = (float)(ta * 10 + tb); cc[1] = (float)m; cc[2] = (float)n; cc[3] = (float)k;
+	cc[4] = alpha; cc[5] = beta; cc[6] = a[0]; cc[7] = b[0]; return 0;
+}
+#endif
 int pllm_train_create(ctx *c, const int64_t *io, int32_t ni, const double *dd, int32_t nd, void **out) {
 	(void)io; (void)ni; (void)dd; (void)nd; *out = NULL; strcpy(c->err, "fake: no training"); return -5;
 }
@@ -80,6 +86,7 @@ type fakeOpts struct {
 	abi, score  int
 	name        string
 	omitDecode  bool
+	omitGemm    bool
 	ctxFail     bool
 	backendFile string // "cpu" or "cuda": which library file name to build
 }
@@ -103,6 +110,9 @@ func buildFake(t *testing.T, dir string, o fakeOpts) string {
 		"-DABI=" + strconv.Itoa(o.abi), "-DSCORE=" + strconv.Itoa(o.score), `-DNAME="` + o.name + `"`}
 	if o.omitDecode {
 		args = append(args, "-DOMIT_DECODE")
+	}
+	if o.omitGemm {
+		args = append(args, "-DOMIT_GEMM")
 	}
 	if o.ctxFail {
 		args = append(args, "-DCTX_FAIL")
@@ -165,6 +175,7 @@ func TestRefusals(t *testing.T) {
 		reason  string
 	}{
 		{"missing symbol", BackendCPU, fakeOpts{abi: abiVersion, score: 20, name: "cpu", backendFile: "cpu", omitDecode: true}, false, "missing symbol pllm_decode"},
+		{"missing gemm", BackendCPU, fakeOpts{abi: abiVersion, score: 20, name: "cpu", backendFile: "cpu", omitGemm: true}, false, "missing symbol pllm_gemm"},
 		{"ABI mismatch", BackendCPU, fakeOpts{abi: abiVersion + 98, score: 20, name: "cpu", backendFile: "cpu"}, false, "ABI version " + strconv.Itoa(abiVersion+98) + ", this build needs " + strconv.Itoa(abiVersion)},
 		{"wrong backend name", BackendCPU, fakeOpts{abi: abiVersion, score: 20, name: "cuda", backendFile: "cpu"}, false, `reports backend "cuda"`},
 		{"score 0", BackendCUDA, fakeOpts{abi: abiVersion, score: 0, name: "cuda", backendFile: "cuda"}, false, "score 0: the library cannot run on this machine (no CUDA driver or device)"},
@@ -279,6 +290,14 @@ func TestNativeArgumentPassing(t *testing.T) {
 	if err := k.Decode(dec, cb, []int32{6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 6, out); err != nil ||
 		out[0] != 2 || out[1] != 3 || out[2] != 4 || out[3] != 5 || out[4] != 7 || out[5] != 6 || out[6] != 6 || out[7] != 0.75 || out[8] != -2 {
 		t.Errorf("decode: %v out %v", err, out[:9])
+	}
+	ga, gb, gc := []float32{0.5, 0, 0, 0, 0, 0}, []float32{-3, 0, 0, 0, 0, 0, 0, 0}, make([]float32, 12)
+	if err := k.Gemm(true, false, 3, 4, 2, 0.25, ga, gb, -1.5, gc); err != nil ||
+		gc[0] != 10 || gc[1] != 3 || gc[2] != 4 || gc[3] != 2 || gc[4] != 0.25 || gc[5] != -1.5 || gc[6] != 0.5 || gc[7] != -3 {
+		t.Errorf("gemm: %v c %v", err, gc[:8])
+	}
+	if err := k.Gemm(false, true, 3, 4, 2, 1, ga, gb, 0, gc); err != nil || gc[0] != 1 {
+		t.Errorf("gemm transB: %v c %v", err, gc[:1])
 	}
 	// A short buffer never reaches the library (whose fake kernels would
 	// write past it).

@@ -13,6 +13,7 @@ const (
 	BenchMLPForward  = "mlp_forward"
 	BenchMLPBackward = "mlp_backward"
 	BenchStats       = "codebook_stats"
+	BenchGemm        = "gemm"
 )
 
 // BenchNaive is the Backend of rows measuring the naive baseline: a plain
@@ -26,8 +27,8 @@ const naiveMaxN = 16384
 
 // BenchCase is one kernel at one shape.
 type BenchCase struct {
-	Kernel string // BenchAssign, BenchStats, BenchDecode, BenchMLPForward or BenchMLPBackward
-	N      int    // latents (assign, stats), sub-vectors (decode) or rows (MLP)
+	Kernel string // BenchAssign, BenchStats, BenchDecode, BenchMLPForward, BenchMLPBackward or BenchGemm
+	N      int    // latents (assign, stats), sub-vectors (decode), rows (MLP) or m = n = k (gemm)
 	K      int    // codewords (assign, stats, decode)
 	Dim    int    // dz (assign); sub-vector length (decode); MLP input and output width
 	Hidden int    // hidden width (decode, MLP)
@@ -41,6 +42,8 @@ func (c BenchCase) Shape() string {
 		return fmt.Sprintf("dz%d_K%d_N%d", c.Dim, c.K, c.N)
 	case BenchDecode:
 		return fmt.Sprintf("dim%d_h%d_E%d_K%d_N%d", c.Dim, c.Hidden, c.E, c.K, c.N)
+	case BenchGemm:
+		return fmt.Sprintf("%dx%dx%d", c.N, c.N, c.N)
 	}
 	return fmt.Sprintf("%dx%dx%d_N%d", c.Dim, c.Hidden, c.Dim, c.N)
 }
@@ -48,7 +51,8 @@ func (c BenchCase) Shape() string {
 // FLOPs is the arithmetic of one call, counting a multiply-add as 2 and
 // only the matrix products (the distance loop for assign): 2*N*K*dz for
 // assign, 2*N*(in*h + h*out) for the MLP forward pass and twice that
-// backward, 2*N*(5*latent*h + h*dim) for decode (latent = dim).
+// backward, 2*N*(5*latent*h + h*dim) for decode (latent = dim), 2*N^3 for
+// a square gemm.
 func (c BenchCase) FLOPs() float64 {
 	n := float64(c.N)
 	switch c.Kernel {
@@ -60,6 +64,8 @@ func (c BenchCase) FLOPs() float64 {
 		return 4 * n * float64(2*c.Dim*c.Hidden)
 	case BenchDecode:
 		return 2 * n * float64(5*c.Dim*c.Hidden+c.Hidden*c.Dim)
+	case BenchGemm:
+		return 2 * n * n * n
 	}
 	return 0
 }
@@ -67,8 +73,9 @@ func (c BenchCase) FLOPs() float64 {
 // BenchLadder is the standard set of sizes: assignment with dz = 8, K in
 // {256, 4096}, N in {16384, 262144}; codebook statistics at K = 4096;
 // reconstruction with dim = 8, hidden = 16, rows of 8 sub-vectors; the MLP
-// 8 -> 16 -> 8 forward and backward.
-// short keeps only the smaller N of each.
+// 8 -> 16 -> 8 forward and backward; square products C = A*B of side 64,
+// 256 and 1024.
+// short keeps only the smaller N of each (gemm: 64 and 256).
 func BenchLadder(short bool) []BenchCase {
 	ns := []int{16384, 262144}
 	if short {
@@ -90,6 +97,13 @@ func BenchLadder(short bool) []BenchCase {
 		for _, n := range ns {
 			cs = append(cs, BenchCase{Kernel: kern, N: n, Dim: 8, Hidden: 16})
 		}
+	}
+	sides := []int{64, 256, 1024}
+	if short {
+		sides = sides[:2]
+	}
+	for _, n := range sides {
+		cs = append(cs, BenchCase{Kernel: BenchGemm, N: n})
 	}
 	return cs
 }
@@ -228,6 +242,9 @@ func newBenchOp(k Kernels, c BenchCase) (func() error, error) {
 		g.P = make([]float32, m.NumParams())
 		dx := make([]float32, c.N*c.Dim)
 		return func() error { return k.MLPBackward(m, g, x, pre, y, c.N, dx) }, nil
+	case BenchGemm:
+		a, bm, cm := benchVec(r, c.N*c.N, 1), benchVec(r, c.N*c.N, 1), make([]float32, c.N*c.N)
+		return func() error { return k.Gemm(false, false, c.N, c.N, c.N, 1, a, bm, 0, cm) }, nil
 	}
 	return nil, fmt.Errorf("bench: unknown kernel %q", c.Kernel)
 }

@@ -173,4 +173,13 @@ type Kernels interface {
 	// the decoder (see Decoder): idx is [rows*E], out is [rows, E*Dim],
 	// padding included and not yet multiplied by the matrix scale.
 	Decode(dec Decoder, c []float32, idx []int32, rows int, out []float32) error
+
+	// Gemm computes C = alpha*op(A)*op(B) + beta*C over row-major matrices:
+	//
+	//	op(A) is [m,k]: A stored [m,k], or with transA the transpose of A stored [k,m]
+	//	op(B) is [k,n]: B stored [k,n], or with transB the transpose of B stored [n,k]
+	//	for i < m, j < n: c[i*n+j] = alpha * sum_t opA[i,t]*opB[t,j] + beta*c[i*n+j]
+	//
+	// With beta == 0, C is overwritten and never read (NaN in C does not propagate).
+	Gemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) error
 }

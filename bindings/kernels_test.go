@@ -157,6 +157,53 @@ func TestAdamShapes(t *testing.T) {
 	})
 }
 
+// TestGemmShapes runs every transpose combination over sizes that cross the
+// micro-tile, tile and k-slice boundaries of every backend, each with C
+// poisoned by NaN and beta = 0, accumulated into (beta = 1) and scaled.
+func TestGemmShapes(t *testing.T) {
+	type gemmCase struct {
+		name           string
+		transA, transB bool
+		m, n, k        int
+		alpha, beta    float32
+		a, b, c0       []float32 // c0 nil: C starts as NaN
+		want           []float64
+	}
+	var cases []gemmCase
+	for _, s := range []struct{ m, n, k int }{
+		{1, 1, 1}, {7, 13, 5}, {65, 33, 129}, {130, 300, 520}, {9, 10, 4100}, {3, 5, 0}, {0, 4, 3}, {4, 0, 3},
+	} {
+		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+			for _, ab := range [][2]float32{{1, 0}, {1, 1}, {-0.375, 2.5}} {
+				r := rand.New(rand.NewPCG(uint64(s.m*1000+s.n), uint64(s.k)))
+				gc := gemmCase{transA: tr[0], transB: tr[1], m: s.m, n: s.n, k: s.k, alpha: ab[0], beta: ab[1],
+					a: randVec(r, s.m*s.k, 0, 1), b: randVec(r, s.k*s.n, 0, 1)}
+				if gc.beta != 0 {
+					gc.c0 = randVec(r, s.m*s.n, 0, 1)
+				}
+				gc.name = fmt.Sprintf("%s%s_%dx%dx%d_alpha%g_beta%g", tname(tr[0]), tname(tr[1]), s.m, s.n, s.k, gc.alpha, gc.beta)
+				gc.want = testvectors.Gemm(gc.transA, gc.transB, s.m, s.n, s.k, float64(gc.alpha), gc.a, gc.b, float64(gc.beta), gc.c0)
+				cases = append(cases, gc)
+			}
+		}
+	}
+	eachBackend(t, func(t *testing.T, k bindings.Kernels) {
+		for _, gc := range cases {
+			t.Run(gc.name, func(t *testing.T) {
+				got := runGemm(t, k, gc.transA, gc.transB, gc.m, gc.n, gc.k, gc.alpha, gc.a, gc.b, gc.beta, gc.c0)
+				checkNMSE(t, "c", got, gc.want, gemmNMSE)
+			})
+		}
+	})
+}
+
+func tname(trans bool) string {
+	if trans {
+		return "T"
+	}
+	return "N"
+}
+
 func TestDecodeShapes(t *testing.T) {
 	eachBackend(t, func(t *testing.T, k bindings.Kernels) {
 		for _, s := range []struct{ e, dim, latent, hidden, rows, k int }{
@@ -343,6 +390,24 @@ func TestErrors(t *testing.T) {
 			return k.Decode(dec(a), a.in("c", nil), a.inI32("idx", didx), drows, a.out("out", drows*e*dim))
 		}},
 	}
+	ga, gb := randVec(r, 4*3, 0, 1), randVec(r, 3*5, 0, 1)
+	cases = append(cases, []struct {
+		name string
+		call call
+	}{
+		{"gemm/short_a", func(k bindings.Kernels, a *arena) error {
+			return k.Gemm(false, false, 4, 5, 3, 1, a.in("a", short(ga)), a.in("b", gb), 0, a.out("c", 20))
+		}},
+		{"gemm/short_b", func(k bindings.Kernels, a *arena) error {
+			return k.Gemm(true, true, 4, 5, 3, 1, a.in("a", ga), a.in("b", short(gb)), 0, a.out("c", 20))
+		}},
+		{"gemm/short_c", func(k bindings.Kernels, a *arena) error {
+			return k.Gemm(false, false, 4, 5, 3, 1, a.in("a", ga), a.in("b", gb), 1, a.in("c", make([]float32, 19)))
+		}},
+		{"gemm/negative_k", func(k bindings.Kernels, a *arena) error {
+			return k.Gemm(false, false, 4, 5, -3, 1, a.in("a", ga), a.in("b", gb), 0, a.out("c", 20))
+		}},
+	}...)
 	eachBackend(t, func(t *testing.T, k bindings.Kernels) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -408,6 +473,11 @@ func (f freezeFirst) Decode(dec bindings.Decoder, c []float32, idx []int32, rows
 	return f.k.Decode(dec, c, idx, rows, out)
 }
 
+func (f freezeFirst) Gemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, beta float32, c []float32) error {
+	f.a.frozen()
+	return f.k.Gemm(transA, transB, m, n, k, alpha, a, b, beta, c)
+}
+
 // TestDeterministic runs the reductions twice, and for the go and cpu
 // backends at different thread counts: ReduceBlock makes the bytes
 // independent of both.
@@ -421,6 +491,7 @@ func TestDeterministic(t *testing.T) {
 	rx, rdy := randVec(r, w*groups, 0, 1), randVec(r, w*groups, 0, 1)
 	const n, dz, kk = 3000, 8, 300
 	z, c := randVec(r, n*dz, 0, 1), randVec(r, kk*dz, 0, 1)
+	ga, gb := randVec(r, 600*150, 0, 1), randVec(r, 600*300, 0, 1)
 
 	run := func(t *testing.T, k bindings.Kernels) [][]byte {
 		m := mlpOf(in, h, out, mp)
@@ -431,9 +502,11 @@ func TestDeterministic(t *testing.T) {
 		rg, rdx := runRLNBackward(t, k, rn, make([]float32, 2*w), rx, rdy, groups, mean, rstd)
 		idx, dist := runAssign(t, k, z, n, dz, c, kk, true)
 		sums, counts := runStats(t, k, z, n, dz, idx, kk)
-		return [][]byte{bytesOf(g), bytesOf(dx), bytesOf(rg), bytesOf(rdx), bytesOf(idx), bytesOf(dist), bytesOf(sums), bytesOf(counts)}
+		// Many tiles and k-slices: enough work for every backend to split it.
+		gc := runGemm(t, k, true, false, 150, 300, 600, 1, ga, gb, 0, nil)
+		return [][]byte{bytesOf(g), bytesOf(dx), bytesOf(rg), bytesOf(rdx), bytesOf(idx), bytesOf(dist), bytesOf(sums), bytesOf(counts), bytesOf(gc)}
 	}
-	names := []string{"mlp g", "mlp dx", "rln g", "rln dx", "assign idx", "assign dist", "stats sums", "stats counts"}
+	names := []string{"mlp g", "mlp dx", "rln g", "rln dx", "assign idx", "assign dist", "stats sums", "stats counts", "gemm c"}
 	compare := func(t *testing.T, what string, a, b [][]byte) {
 		for i := range a {
 			if !slices.Equal(a[i], b[i]) {

@@ -10,7 +10,7 @@ import (
 
 // abiVersion is the PLLM_ABI_VERSION of native/include/pocketllm.h this
 // package was written against.
-const abiVersion = 2
+const abiVersion = 3
 
 // errNotFound marks a candidate path where no library file exists, as
 // opposed to a file that exists and failed to load.
@@ -40,6 +40,7 @@ type nativeLib struct {
 	rlnBackward   func(ctx uintptr, width int32, p, g, x, dy *float32, groups int64, mean, rstd, dx *float32) int32
 	adam          func(ctx uintptr, p, g, m, v *float32, n int64, lr, b1, b2, eps float32, step int64) int32
 	decode        func(ctx uintptr, e, dim, latent, hidden int32, p, c *float32, k int64, idx *int32, rows int64, out *float32) int32
+	gemm          func(ctx uintptr, transA, transB int32, m, n, k int64, alpha float32, a, b *float32, beta float32, c *float32) int32 // ABI 3
 
 	// the resident training run (ABI 2); train handles are uintptr too
 	trainCreate   func(ctx uintptr, iopt *int64, ni int32, dopt *float64, nd int32, out *uintptr) int32
@@ -76,6 +77,7 @@ func (l *nativeLib) symbols() []symbol {
 		{"pllm_rln_backward", &l.rlnBackward},
 		{"pllm_adam", &l.adam},
 		{"pllm_decode", &l.decode},
+		{"pllm_gemm", &l.gemm},
 		{"pllm_train_create", &l.trainCreate},
 		{"pllm_train_params", &l.trainParams},
 		{"pllm_train_upload", &l.trainUpload},
@@ -452,5 +454,28 @@ func (k *nativeKernels) Decode(dec Decoder, c []float32, idx []int32, rows int, 
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(idx)
 	runtime.KeepAlive(out)
+	return err
+}
+
+// Gemm implements Kernels.Gemm. The flags cross as int32 (0 or 1): purego
+// does not promise how a Go bool is laid out in a C int argument.
+func (k *nativeKernels) Gemm(transA, transB bool, m, n, kk int, alpha float32, a, b []float32, beta float32, c []float32) error {
+	const kn = "gemm"
+	if err := checkGemm(m, n, kk, a, b, c); err != nil {
+		return err
+	}
+	flag := func(v bool) int32 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	err := k.call(kn, func(ctx uintptr) int32 {
+		return k.lib.gemm(ctx, flag(transA), flag(transB), int64(m), int64(n), int64(kk), alpha,
+			ptr(a, elems(m, kk)), ptr(b, elems(kk, n)), beta, ptr(c, elems(m, n)))
+	})
+	runtime.KeepAlive(a)
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(c)
 	return err
 }

@@ -23,6 +23,9 @@ import (
 //	                (p is E0 | N1 | E1 | N2 | E2 | N3, see EncoderForward)
 //	decoder         ints e dim latent hidden rows; f32 p y0 dout; want out g dy0
 //	                (p is N1 | D1 | N2 | D2 | N3 | D0, y0 the gathered codewords)
+//	gemm            ints m n k trans_a trans_b [c_nan]; scalars alpha beta;
+//	                f32 a b c; want c (c_nan: the caller fills C with NaN
+//	                before the call, which JSON cannot store; beta is then 0)
 //
 // Cases with an error field give the call's inputs only.
 func Generate() []File {
@@ -37,6 +40,7 @@ func Generate() []File {
 		{KDecode, genDecode()},
 		{KEncoder, genEncoder()},
 		{KDecoder, genDecoder()},
+		{KGemm, genGemm()},
 	}
 }
 
@@ -497,6 +501,48 @@ func genDecoder() []Case {
 			F32:  map[string][]float32{"p": p, "y0": y0, "dout": dout},
 			Want: map[string][]float64{"out": out, "g": g, "dy0": dy0},
 		})
+	}
+	return cs
+}
+
+func genGemm() []Case {
+	var cs []Case
+	for i, s := range []struct {
+		name           string
+		m, n, k        int
+		transA, transB bool
+		alpha, beta    float32
+		cNaN           bool
+	}{
+		{"1x1x1", 1, 1, 1, false, false, 1, 0, false},
+		{"nn_7x13x5", 7, 13, 5, false, false, 1, 0, false},
+		{"tn_7x13x5", 7, 13, 5, true, false, 1, 0, false},
+		{"nt_7x13x5", 7, 13, 5, false, true, 1, 0, false},
+		{"tt_7x13x5", 7, 13, 5, true, true, 1, 0, false},
+		{"beta0_nan_c", 5, 6, 9, false, true, 1, 0, true},
+		{"beta1_accumulate", 6, 5, 4, true, false, 1, 1, false},
+		{"alpha_beta_scale", 3, 9, 11, false, false, -0.375, 2.5, false},
+		{"k0", 2, 3, 0, false, false, 1, 0.5, false},
+	} {
+		r := &rng{uint64(1100 + i)}
+		a, b, c := r.vec(s.m*s.k, 0, 1), r.vec(s.k*s.n, 0, 1), r.vec(s.m*s.n, 0, 1)
+		tr := func(v bool) int {
+			if v {
+				return 1
+			}
+			return 0
+		}
+		cs = append(cs, Case{
+			Name:    s.name,
+			Ints:    ints("m", s.m, "n", s.n, "k", s.k, "trans_a", tr(s.transA), "trans_b", tr(s.transB)),
+			Scalars: map[string]float64{"alpha": float64(s.alpha), "beta": float64(s.beta)},
+			F32:     map[string][]float32{"a": a, "b": b, "c": c},
+			Want:    map[string][]float64{"c": Gemm(s.transA, s.transB, s.m, s.n, s.k, float64(s.alpha), a, b, float64(s.beta), c)},
+		})
+		if s.cNaN {
+			cs[len(cs)-1].Ints["c_nan"] = 1
+			delete(cs[len(cs)-1].F32, "c")
+		}
 	}
 	return cs
 }

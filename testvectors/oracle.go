@@ -443,3 +443,36 @@ func EncoderBackward(p []float32, e, dim, latent, hidden int, x, dz []float32, r
 	copy(g[l.e0:], ge0)
 	return g, dx
 }
+
+// Gemm is alpha*op(A)*op(B) + beta*C in float64, written from the Kernels
+// doc comment: op(A) is [m,k] (A stored [k,m] when transA), op(B) is [k,n]
+// (B stored [n,k] when transB), all row-major. With beta == 0, C is not
+// read (it may be nil).
+func Gemm(transA, transB bool, m, n, k int, alpha float64, a, b []float32, beta float64, c []float32) []float64 {
+	opA := func(i, t int) float64 {
+		if transA {
+			return float64(a[t*m+i])
+		}
+		return float64(a[i*k+t])
+	}
+	opB := func(t, j int) float64 {
+		if transB {
+			return float64(b[j*k+t])
+		}
+		return float64(b[t*n+j])
+	}
+	out := make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for t := 0; t < k; t++ {
+				s += opA(i, t) * opB(t, j)
+			}
+			out[i*n+j] = alpha * s
+			if beta != 0 {
+				out[i*n+j] += beta * float64(c[i*n+j])
+			}
+		}
+	}
+	return out
+}

@@ -32,10 +32,11 @@ const (
 	KDecode        = "decode"
 	KEncoder       = "encoder" // encoder network, forward and backward
 	KDecoder       = "decoder" // decoder network, forward and backward
+	KGemm          = "gemm"
 )
 
 // Kernels lists every data file's kernel name in a fixed order.
-var Kernels = []string{KAssign, KCodebookStats, KMLPForward, KMLPBackward, KRLNForward, KRLNBackward, KAdam, KDecode, KEncoder, KDecoder}
+var Kernels = []string{KAssign, KCodebookStats, KMLPForward, KMLPBackward, KRLNForward, KRLNBackward, KAdam, KDecode, KEncoder, KDecoder, KGemm}
 
 // Case is one golden vector: the arguments of one call and what the oracle
 // says it must produce. Which keys a kernel uses is written beside its

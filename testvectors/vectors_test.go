@@ -302,3 +302,28 @@ func TestOracleAssignTies(t *testing.T) {
 		t.Fatalf("Assign = %v %v, want [0 0] [1 0]", idx, dist)
 	}
 }
+
+// Gemm with transposed storage must equal Gemm on the transposes stored
+// plainly, and a hand-computed 2x2 product must come out exactly.
+func TestOracleGemm(t *testing.T) {
+	got := Gemm(false, false, 2, 2, 2, 1, []float32{1, 2, 3, 4}, []float32{5, 6, 7, 8}, 0, nil)
+	if !slices.Equal(got, []float64{19, 22, 43, 50}) {
+		t.Fatalf("[[1 2] [3 4]] x [[5 6] [7 8]] = %v", got)
+	}
+	r := &rng{9}
+	const m, n, k = 3, 4, 5
+	a, b, c := r.vec(m*k, 0, 1), r.vec(k*n, 0, 1), r.vec(m*n, 0, 1)
+	transpose := func(x []float32, rows, cols int) []float32 {
+		y := make([]float32, len(x))
+		for i := 0; i < rows; i++ {
+			for j := 0; j < cols; j++ {
+				y[j*rows+i] = x[i*cols+j]
+			}
+		}
+		return y
+	}
+	want := Gemm(false, false, m, n, k, 0.5, a, b, 2, c)
+	if got := Gemm(true, true, m, n, k, 0.5, transpose(a, m, k), transpose(b, k, n), 2, c); !slices.Equal(got, want) {
+		t.Fatalf("transposed storage: %v, want %v", got, want)
+	}
+}

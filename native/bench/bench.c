@@ -5,7 +5,7 @@
  * auto-vectorisation: a stand-in for the pure-Go kernels), as ratios
  * measured in one run.
  *
- *   pllm_bench [assign|decode|mlp|rln|adam|train|all]... [-r reps] [-q]
+ *   pllm_bench [assign|decode|mlp|rln|adam|gemm|train|all]... [-r reps] [-q]
  *
  * Each figure is the best of reps runs (default 5); -q skips the naive runs.
  * Threads: OMP_NUM_THREADS; SIMD path: PLLM_CPU_ISA (see pocketllm.h).
@@ -74,6 +74,17 @@ static void die_on(int st, const char *what) {
     } while (0)
 
 /* ---- naive loops ---- */
+
+/* The first rows rows of C = A*B, all [n,n], the loop of the Gemm doc
+ * comment (beta = 0). */
+NAIVE static void naive_gemm(int64_t n, int64_t rows, const float *a, const float *b, float *c) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (int64_t t = 0; t < n; t++) s += a[i * n + t] * b[t * n + j];
+            c[i * n + j] = s;
+        }
+}
 
 static float gelu(float a) { return 0.5f * a * (1.0f + tanhf(0.7978845608f * (a + 0.044715f * a * a * a))); }
 static float gelu_grad(float a) {
@@ -343,6 +354,28 @@ static void bench_adam(void) {
     free(p); free(g); free(m); free(v);
 }
 
+/* Square products C = A*B at sides 64, 256 and 1024. */
+static void bench_gemm(void) {
+    static const int64_t sides[] = {64, 256, 1024};
+    for (size_t s = 0; s < sizeof sides / sizeof sides[0]; s++) {
+        int64_t n = sides[s];
+        float *a = randv(n * n, 1), *b = randv(n * n, 1), *c = malloc((size_t)(n * n) * 4);
+        double t, tc, tn = 0;
+        TIME_BEST(t, die_on(pllm_gemm(ctx, 0, 0, n, n, n, 1.0f, a, b, 0.0f, c), "gemm"));
+        tc = last_cpu;
+        if (!quick) {
+            /* naive on a slice of rows, scaled: the full 1024^3 loop takes many seconds */
+            int64_t rows = n > 256 ? n / 16 : n;
+            TIME_BEST(tn, naive_gemm(n, rows, a, b, c));
+            tn *= (double)n / (double)rows;
+        }
+        char size[32];
+        snprintf(size, sizeof size, "%lldx%lldx%lld", (long long)n, (long long)n, (long long)n);
+        report("gemm", size, t, tc, tn, 2.0 * n * n * n, "GFLOP/s");
+        free(a); free(b); free(c);
+    }
+}
+
 /* One training step of METHOD.md on a batch of 16384 sub-vectors (d = dz = 8,
  * h = 16, E = 8, K = 4096): encoder forward, assignment, decoder forward,
  * backward through both, Adam over every parameter. The pure-Go training
@@ -471,6 +504,7 @@ int main(int argc, char **argv) {
         if (all || !strcmp(which[w], "mlp")) bench_mlp();
         if (all || !strcmp(which[w], "rln")) bench_rln();
         if (all || !strcmp(which[w], "adam")) bench_adam();
+        if (all || !strcmp(which[w], "gemm")) bench_gemm();
         if (all || !strcmp(which[w], "train")) bench_train();
     }
     pllm_ctx_destroy(ctx);

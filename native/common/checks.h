@@ -181,6 +181,31 @@ static inline int pllm_check_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32
     return pllm_check_indices(ctx, fn, idx, rows * e, k);
 }
 
+/* The largest m, n or k of pllm_gemm, and the largest element count of any
+ * of its three matrices. */
+#define PLLM_GEMM_MAX_SIDE INT32_MAX
+#define PLLM_GEMM_MAX_ELEMS ((int64_t)1 << 40)
+
+static inline int pllm_gemm_elems_ok(int64_t r, int64_t c) { return r == 0 || c <= PLLM_GEMM_MAX_ELEMS / r; }
+
+static inline int pllm_check_gemm(pllm_ctx *ctx, int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k,
+                                  const float *a, const float *b, const float *c) {
+    const char *fn = "gemm";
+    PLLM_CHECK_CTX();
+    PLLM_REQUIRE(trans_a == 0 || trans_a == 1, "%s: trans_a = %d, must be 0 or 1", fn, trans_a);
+    PLLM_REQUIRE(trans_b == 0 || trans_b == 1, "%s: trans_b = %d, must be 0 or 1", fn, trans_b);
+    PLLM_REQUIRE(m >= 0 && m <= PLLM_GEMM_MAX_SIDE, "%s: m = %lld outside [0, %d]", fn, (long long)m, PLLM_GEMM_MAX_SIDE);
+    PLLM_REQUIRE(n >= 0 && n <= PLLM_GEMM_MAX_SIDE, "%s: n = %lld outside [0, %d]", fn, (long long)n, PLLM_GEMM_MAX_SIDE);
+    PLLM_REQUIRE(k >= 0 && k <= PLLM_GEMM_MAX_SIDE, "%s: k = %lld outside [0, %d]", fn, (long long)k, PLLM_GEMM_MAX_SIDE);
+    PLLM_REQUIRE(pllm_gemm_elems_ok(m, k), "%s: A of %lld x %lld exceeds 2^40 values", fn, (long long)m, (long long)k);
+    PLLM_REQUIRE(pllm_gemm_elems_ok(k, n), "%s: B of %lld x %lld exceeds 2^40 values", fn, (long long)k, (long long)n);
+    PLLM_REQUIRE(pllm_gemm_elems_ok(m, n), "%s: C of %lld x %lld exceeds 2^40 values", fn, (long long)m, (long long)n);
+    PLLM_PTR_OK("a", a, m * k > 0);
+    PLLM_PTR_OK("b", b, k * n > 0);
+    PLLM_PTR_OK("c", c, m * n > 0);
+    return PLLM_OK;
+}
+
 #undef PLLM_CHECK_CTX
 #undef PLLM_REQUIRE
 #undef PLLM_DIM_OK

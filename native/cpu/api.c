@@ -236,3 +236,11 @@ PLLM_API int pllm_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32_t latent, 
     if (rows == 0) return PLLM_OK;
     return ctx->k->decode(ctx, e, dim, latent, hidden, p, c, idx, rows, out);
 }
+
+PLLM_API int pllm_gemm(pllm_ctx *ctx, int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, const float *b, float beta, float *c) {
+    int st = pllm_check_gemm(ctx, trans_a, trans_b, m, n, k, a, b, c);
+    if (st) return st;
+    if (m == 0 || n == 0) return PLLM_OK;
+    return ctx->k->gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
+}

@@ -32,6 +32,9 @@ typedef struct pllm_kernels {
                 float b1, float b2, float eps, float bc1, float bc2);
     int (*decode)(pllm_ctx *ctx, int e, int dim, int latent, int hidden, const float *p,
                   const float *c, const int32_t *idx, int64_t rows, float *out);
+    /* m, n >= 1 (api.c returns earlier on an empty C); k may be 0. */
+    int (*gemm)(pllm_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                const float *a, const float *b, float beta, float *c);
 } pllm_kernels;
 
 extern const pllm_kernels pllm_kernels_generic;

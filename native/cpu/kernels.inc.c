@@ -832,6 +832,137 @@ static int k_decode(pllm_ctx *ctx, int e, int dim, int lat, int hid, const float
     return PLLM_OK;
 }
 
+/* =========================================================================
+ * gemm: op(A) and op(B) are packed once into panels (GM_MR rows of op(A),
+ * GM_NR columns of op(B), each [k][width] so the inner loop streams
+ * memory); C is cut into tiles of GM_MC x GM_NC, one per OpenMP work item;
+ * for each GM_KC slice of the inner dimension a register micro-kernel
+ * updates GM_MR x GM_NR accumulators, which live in the tile's accumulator
+ * buffer between slices. Every output is therefore one float32 sum over
+ * t = 0..k-1 in order, whatever the tiles and threads; alpha and beta are
+ * applied once at the end.
+ * ========================================================================= */
+
+#if defined(PLLM_ISA_AVX512)
+#define GM_MR 8 /* 8 x 2 zmm accumulators of 32 */
+#define GM_NV 2
+#define GM_MC 128
+#elif defined(PLLM_ISA_AVX2)
+#define GM_MR 6 /* 6 x 2 ymm accumulators, 2 for B and 1 broadcast: 15 of 16 */
+#define GM_NV 2
+#define GM_MC 96
+#else
+#define GM_MR 4 /* 16 scalar accumulators */
+#define GM_NV 4
+#define GM_MC 64
+#endif
+#define GM_NR (GM_NV * VW)
+#define GM_KC 256 /* a B micro-panel (GM_KC x GM_NR) stays in L1 */
+#define GM_NC 128 /* a multiple of every GM_NR; small enough to give threads several tiles at n = 256 */
+#define GM_ACC_BLK (GM_MR * GM_NR)
+
+/* Panels of GM_MR rows of op(A): panel p is [k][GM_MR], zero past row m. */
+static void gm_pack_a(int trans, int64_t m, int64_t k, const float *a, float *ap, int nt) {
+    int64_t np = (m + GM_MR - 1) / GM_MR;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8) if (np * k > 65536)
+    for (int64_t p = 0; p < np; p++) {
+        float *dst = ap + p * k * GM_MR;
+        for (int r = 0; r < GM_MR; r++) {
+            int64_t i = p * GM_MR + r;
+            if (i >= m) {
+                for (int64_t t = 0; t < k; t++) dst[t * GM_MR + r] = 0.0f;
+            } else if (trans) { /* op(A)[i,t] = A[t,i], A stored [k,m] */
+                for (int64_t t = 0; t < k; t++) dst[t * GM_MR + r] = a[t * m + i];
+            } else {
+                const float *row = a + i * k;
+                for (int64_t t = 0; t < k; t++) dst[t * GM_MR + r] = row[t];
+            }
+        }
+    }
+}
+
+/* Panels of GM_NR columns of op(B): panel q is [k][GM_NR], zero past column n. */
+static void gm_pack_b(int trans, int64_t n, int64_t k, const float *b, float *bp, int nt) {
+    int64_t nq = (n + GM_NR - 1) / GM_NR;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 8) if (nq * k > 65536)
+    for (int64_t q = 0; q < nq; q++) {
+        float *dst = bp + q * k * GM_NR;
+        int64_t j0 = q * GM_NR;
+        int w = (int)min64(GM_NR, n - j0);
+        for (int64_t t = 0; t < k; t++) {
+            float *d = dst + t * GM_NR;
+            if (trans) { /* op(B)[t,j] = B[j,t], B stored [n,k] */
+                for (int u = 0; u < w; u++) d[u] = b[(j0 + u) * k + t];
+            } else {
+                memcpy(d, b + t * n + j0, (size_t)w * sizeof(float));
+            }
+            for (int u = w; u < GM_NR; u++) d[u] = 0.0f;
+        }
+    }
+}
+
+/* acc [GM_MR][GM_NR] += ap [kc][GM_MR] x bp [kc][GM_NR], one t at a time. */
+PLLM_INLINE void gm_micro(int kc, const float *restrict ap, const float *restrict bp, float *restrict acc) {
+    V c[GM_MR][GM_NV];
+    for (int r = 0; r < GM_MR; r++)
+        for (int v = 0; v < GM_NV; v++) c[r][v] = vload(acc + r * GM_NR + v * VW);
+    for (int t = 0; t < kc; t++) {
+        V bv[GM_NV];
+        for (int v = 0; v < GM_NV; v++) bv[v] = vload(bp + (size_t)t * GM_NR + v * VW);
+        for (int r = 0; r < GM_MR; r++) {
+            V av = vset1(ap[(size_t)t * GM_MR + r]);
+            for (int v = 0; v < GM_NV; v++) c[r][v] = vfma(av, bv[v], c[r][v]);
+        }
+    }
+    for (int r = 0; r < GM_MR; r++)
+        for (int v = 0; v < GM_NV; v++) vstore(acc + r * GM_NR + v * VW, c[r][v]);
+}
+
+static int k_gemm(pllm_ctx *ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float *a, const float *b, float beta, float *c) {
+    int nt = pllm_threads(ctx);
+    int64_t np = (m + GM_MR - 1) / GM_MR, nq = (n + GM_NR - 1) / GM_NR;
+    size_t asz = carve_size((size_t)(np * GM_MR) * (size_t)k), bsz = carve_size((size_t)(nq * GM_NR) * (size_t)k);
+    size_t per = carve_size((size_t)GM_MC * GM_NC);
+    char *base = pllm_scratch(ctx, asz + bsz + per * nt);
+    if (!base) return PLLM_ERR_NO_MEMORY;
+    carver cv = {base};
+    float *ap = carve(&cv, (size_t)(np * GM_MR) * (size_t)k), *bp = carve(&cv, (size_t)(nq * GM_NR) * (size_t)k);
+    gm_pack_a(trans_a, m, k, a, ap, nt);
+    gm_pack_b(trans_b, n, k, b, bp, nt);
+    int64_t tm = (m + GM_MC - 1) / GM_MC, tn = (n + GM_NC - 1) / GM_NC;
+    int par = tm * tn > 1 && (double)m * (double)n * (double)k > 1e6;
+#pragma omp parallel num_threads(nt) if (par)
+    {
+        float *acc = (float *)(base + asz + bsz + per * thread_id());
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t tile = 0; tile < tm * tn; tile++) {
+            int64_t i0 = tile / tn * GM_MC, j0 = tile % tn * GM_NC;
+            int mc = (int)min64(GM_MC, m - i0), nc = (int)min64(GM_NC, n - j0);
+            int tp = (mc + GM_MR - 1) / GM_MR, tq = (nc + GM_NR - 1) / GM_NR;
+            memset(acc, 0, (size_t)tp * tq * GM_ACC_BLK * sizeof(float));
+            for (int64_t t0 = 0; t0 < k; t0 += GM_KC) {
+                int kc = (int)min64(GM_KC, k - t0);
+                for (int q = 0; q < tq; q++) {
+                    const float *bq = bp + ((j0 / GM_NR + q) * k + t0) * GM_NR;
+                    for (int p = 0; p < tp; p++)
+                        gm_micro(kc, ap + ((i0 / GM_MR + p) * k + t0) * GM_MR, bq,
+                                 acc + (size_t)(p * tq + q) * GM_ACC_BLK);
+                }
+            }
+            for (int i = 0; i < mc; i++) {
+                const float *arow = acc + (size_t)(i / GM_MR) * tq * GM_ACC_BLK + (i % GM_MR) * GM_NR;
+                float *crow = c + (i0 + i) * n + j0;
+                for (int j = 0; j < nc; j++) {
+                    float s = arow[(size_t)(j / GM_NR) * GM_ACC_BLK + j % GM_NR];
+                    crow[j] = beta == 0.0f ? alpha * s : alpha * s + beta * crow[j];
+                }
+            }
+        }
+    }
+    return PLLM_OK;
+}
+
 const pllm_kernels KERNELS_NAME = {
-    KERNELS_LABEL, k_assign, k_mlp_forward, k_mlp_backward, k_rln_forward, k_rln_backward, k_adam, k_decode,
+    KERNELS_LABEL, k_assign, k_mlp_forward, k_mlp_backward, k_rln_forward, k_rln_backward, k_adam, k_decode, k_gemm,
 };

@@ -457,6 +457,65 @@ __global__ void gather_kernel(const float *c, int lat, const int32_t *idx, int64
 }
 
 /* ---------------------------------------------------------------------------
+ * gemm: 64 x 64 tiles of C, one block of 256 threads each; slices of 16 of
+ * the inner dimension are staged in shared memory (op() applied while
+ * loading, zero past the matrix), and each thread keeps 4 x 4 outputs (rows
+ * ty + 16r, columns tx + 16s: conflict-free shared reads) in registers,
+ * summed over t = 0..k-1 in order with fused multiply-adds. No atomics and
+ * no split of k: the bytes do not depend on the launch.
+ * ------------------------------------------------------------------------- */
+
+#define GM_TILE 64
+#define GM_BK 16
+
+__global__ void __launch_bounds__(256) gemm_kernel(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                                                   float alpha, const float *__restrict__ a,
+                                                   const float *__restrict__ b, float beta, float *__restrict__ c) {
+    __shared__ float as[GM_BK][GM_TILE + 1];
+    __shared__ float bs[GM_BK][GM_TILE + 1];
+    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    const int64_t tiles_m = (m + GM_TILE - 1) / GM_TILE, tiles_n = (n + GM_TILE - 1) / GM_TILE;
+    for (int64_t bi = blockIdx.y; bi < tiles_m; bi += gridDim.y)
+        for (int64_t bj = blockIdx.x; bj < tiles_n; bj += gridDim.x) {
+            const int64_t i0 = bi * GM_TILE, j0 = bj * GM_TILE;
+            float acc[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int s = 0; s < 4; s++) acc[r][s] = 0.0f;
+            for (int64_t t0 = 0; t0 < k; t0 += GM_BK) {
+                for (int l = 0; l < GM_TILE * GM_BK / 256; l++) {
+                    int e = tid + 256 * l;
+                    /* consecutive threads read consecutive addresses of the stored matrix */
+                    int row = trans_a ? e % GM_TILE : e / GM_BK, col = trans_a ? e / GM_TILE : e % GM_BK;
+                    int64_t i = i0 + row, t = t0 + col;
+                    as[col][row] = (i < m && t < k) ? (trans_a ? a[t * m + i] : a[i * k + t]) : 0.0f;
+                    int brow = trans_b ? e % GM_BK : e / GM_TILE, bcol = trans_b ? e / GM_BK : e % GM_TILE;
+                    int64_t tb = t0 + brow, j = j0 + bcol;
+                    bs[brow][bcol] = (tb < k && j < n) ? (trans_b ? b[j * k + tb] : b[tb * n + j]) : 0.0f;
+                }
+                __syncthreads();
+                for (int tt = 0; tt < GM_BK; tt++) {
+                    float av[4], bv[4];
+                    for (int r = 0; r < 4; r++) av[r] = as[tt][ty + 16 * r];
+                    for (int s = 0; s < 4; s++) bv[s] = bs[tt][tx + 16 * s];
+                    for (int r = 0; r < 4; r++)
+                        for (int s = 0; s < 4; s++) acc[r][s] = fmaf(av[r], bv[s], acc[r][s]);
+                }
+                __syncthreads();
+            }
+            for (int r = 0; r < 4; r++) {
+                int64_t i = i0 + ty + 16 * r;
+                if (i >= m) continue;
+                for (int s = 0; s < 4; s++) {
+                    int64_t j = j0 + tx + 16 * s;
+                    if (j >= n) continue;
+                    float *cp = c + i * n + j;
+                    *cp = beta == 0.0f ? alpha * acc[r][s] : alpha * acc[r][s] + beta * *cp;
+                }
+            }
+        }
+}
+
+/* ---------------------------------------------------------------------------
  * exported API
  * ------------------------------------------------------------------------- */
 
@@ -779,6 +838,25 @@ PLLM_API int pllm_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32_t latent, 
     /* The same device-memory decoder the resident training runs use. */
     TRY(bk_decode(ctx, e, dim, latent, hidden, dp_, dc, k, di, rows, dout));
     TRY(d2h(ctx, out, dout, (size_t)nsub * dim * sizeof(float)));
+    return sync(ctx);
+}
+
+PLLM_API int pllm_gemm(pllm_ctx *ctx, int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, const float *b, float beta, float *c) {
+    TRY(pllm_check_gemm(ctx, trans_a, trans_b, m, n, k, a, b, c));
+    if (m == 0 || n == 0) return PLLM_OK;
+    TRY(enter(ctx));
+    DBUF(S_A, float, da, m * k);
+    DBUF(S_B, float, db, k * n);
+    DBUF(S_C, float, dc, m * n);
+    TRY(h2d(ctx, da, a, (size_t)(m * k) * sizeof(float)));
+    TRY(h2d(ctx, db, b, (size_t)(k * n) * sizeof(float)));
+    if (beta != 0.0f) TRY(h2d(ctx, dc, c, (size_t)(m * n) * sizeof(float)));
+    int64_t tiles_m = (m + GM_TILE - 1) / GM_TILE, tiles_n = (n + GM_TILE - 1) / GM_TILE;
+    dim3 grid((unsigned)(tiles_n < (1 << 30) ? tiles_n : (1 << 30)), (unsigned)(tiles_m < 65535 ? tiles_m : 65535));
+    gemm_kernel<<<grid, 256, 0, ctx->stream>>>(trans_a, trans_b, m, n, k, alpha, da, db, beta, dc);
+    LAUNCHED("gemm kernel");
+    TRY(d2h(ctx, c, dc, (size_t)(m * n) * sizeof(float)));
     return sync(ctx);
 }
 

@@ -10,7 +10,9 @@
  *   libpocketllm_cuda.so  the same kernels on an NVIDIA GPU; host buffers are
  *                         copied to the device and back inside each call
  *
- * Besides the per-call kernels, both export a resident training run
+ * Besides the kernels of the compression method, both export a general
+ * matrix product (pllm_gemm, ABI 3) for model-level forward and backward
+ * passes, and a resident training run
  * (pllm_train_*, end of this header): one tensor group's data and
  * parameters are uploaded once, every epoch runs in the library's own memory
  * (device memory for CUDA), and the best parameters are downloaded once.
@@ -98,7 +100,7 @@ extern "C" {
 /* The version of this ABI. It changes whenever a signature or a documented
  * semantic changes; callers must refuse a library whose pllm_abi_version()
  * differs from the value they were written against. */
-#define PLLM_ABI_VERSION 2 /* 2 added the pllm_train_* functions; nothing of 1 changed */
+#define PLLM_ABI_VERSION 3 /* 2 added the pllm_train_* functions, 3 pllm_gemm; nothing earlier changed */
 
 /* Status codes. */
 #define PLLM_OK 0
@@ -269,6 +271,29 @@ PLLM_API int pllm_decode(pllm_ctx *ctx, int32_t e, int32_t dim, int32_t latent, 
                          const float *p, const float *c, int64_t k, const int32_t *idx,
                          int64_t rows, float *out);
 
+/* Gemm computes C = alpha*op(A)*op(B) + beta*C over row-major matrices:
+ *
+ *	op(A) is [m,k]: A stored [m,k], or with transA the transpose of A stored [k,m]
+ *	op(B) is [k,n]: B stored [k,n], or with transB the transpose of B stored [n,k]
+ *	for i < m, j < n: c[i*n+j] = alpha * sum_t opA[i,t]*opB[t,j] + beta*c[i*n+j]
+ *
+ * With beta == 0, C is overwritten and never read (NaN in C does not propagate).
+ *
+ * (ABI 3.) trans_a and trans_b are 0 or 1 (ints: a C bool has no portable
+ * place in a foreign call). m, n, k >= 0, each at most 2^31-1, and each of
+ * m*k, k*n and m*n at most 2^40. m == 0 or n == 0 does nothing; k == 0 gives
+ * C = alpha*0 + beta*C (zeros when beta == 0). a may be NULL when m*k == 0,
+ * b when k*n == 0. A and B are never written and may overlap each other;
+ * C must overlap neither.
+ *
+ * Every output's sum is taken in float32 over t = 0, 1, ..., k-1 in that
+ * order, one accumulator per output (the CPU library's SIMD paths and the
+ * CUDA library with fused multiply-adds, the portable path with a multiply
+ * and an add), and then alpha*sum + beta*c: a backend gives the same bytes
+ * for any number of threads. The CPU library packs op(A) and op(B) into its
+ * scratch memory first, so a call holds about (m + n) * k extra floats. */
+PLLM_API int pllm_gemm(pllm_ctx *ctx, int32_t trans_a, int32_t trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, const float *b, float beta, float *c);
 
 /* ---- resident training run (ABI 2) -------------------------------------
  *

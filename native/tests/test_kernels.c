@@ -797,6 +797,82 @@ static void test_decode(void) {
 }
 
 /* =========================================================================
+ * gemm
+ * ========================================================================= */
+
+/* One product against a float64 loop. The bound is the classic one for a
+ * float32 sum of k products taken in order, plus the alpha and beta
+ * roundings: (k+3) u times the sum of the magnitudes of the terms. */
+static void test_gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta, int nan_c) {
+    float *a = GF(m * k + 1), *b = GF(k * n + 1), *c = GF(m * n);
+    fill_normal(a, m * k + 1, 1.0f);
+    fill_normal(b, k * n + 1, 1.0f);
+    fill_normal(c, m * n, 1.0f);
+    if (nan_c)
+        for (int64_t i = 0; i < m * n; i++) c[i] = NAN;
+    double *ref = malloc(sizeof(double) * (size_t)(m * n + 1)), *scale = malloc(sizeof(double) * (size_t)(m * n + 1));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double sum = 0, mag = 0;
+            for (int64_t t = 0; t < k; t++) {
+                double x = ta ? a[t * m + i] : a[i * k + t], y = tb ? b[j * k + t] : b[t * n + j];
+                sum += x * y;
+                mag += fabs(x * y);
+            }
+            double c0 = beta == 0 ? 0 : c[i * n + j];
+            ref[i * n + j] = alpha * sum + beta * c0;
+            scale[i * n + j] = fabs(alpha) * mag + fabs(beta * c0);
+        }
+    float *a_before = malloc(sizeof(float) * (size_t)(m * k + 1));
+    memcpy(a_before, a, sizeof(float) * (size_t)(m * k + 1));
+    OKCALL(pllm_gemm(ctx, ta, tb, m, n, k, alpha, a, b, beta, c));
+    char what[96];
+    snprintf(what, sizeof what, "gemm %s%s %lldx%lldx%lld alpha=%g beta=%g%s", ta ? "T" : "N", tb ? "T" : "N",
+             (long long)m, (long long)n, (long long)k, alpha, beta, nan_c ? " (NaN in C)" : "");
+    close_all(what, c, ref, scale, m * n, (double)(k + 3) * 0x1p-24, 0);
+    CHECK(!memcmp(a, a_before, sizeof(float) * (size_t)(m * k + 1)), "%s: A was written", what);
+    GCHECK(a);
+    GCHECK(b);
+    GCHECK(c);
+    free(a_before);
+    free(ref);
+    free(scale);
+    gfree(a);
+    gfree(b);
+    gfree(c);
+}
+
+static void test_gemm(void) {
+    /* Sizes cross every path's micro-tile (up to 8 x 32), tile (up to
+     * 128 x 128) and k-slice (256) boundaries. */
+    static const int64_t shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {65, 33, 129}, {130, 300, 520}, {3, 5, 0}};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                const int64_t *sh = shapes[s];
+                test_gemm_case(ta, tb, sh[0], sh[1], sh[2], 1.0f, 0.0f, 1);
+                test_gemm_case(ta, tb, sh[0], sh[1], sh[2], -0.75f, 1.0f, 0);
+                test_gemm_case(ta, tb, sh[0], sh[1], sh[2], 2.5f, 0.5f, 0);
+            }
+    /* Empty products, NULL where nothing is read or written, then refusals. */
+    float f[16] = {0};
+    OKCALL(pllm_gemm(ctx, 0, 0, 0, 5, 3, 1.0f, NULL, f, 0.0f, NULL));
+    OKCALL(pllm_gemm(ctx, 0, 0, 4, 0, 3, 1.0f, f, NULL, 0.0f, NULL));
+    int st = pllm_gemm(ctx, 2, 0, 1, 1, 1, 1.0f, f, f, 0.0f, f);
+    CHECK(st == PLLM_ERR_INVALID_ARG && strstr(pllm_ctx_error(ctx), "trans_a"), "gemm trans_a = 2: status %d '%s'", st,
+          pllm_ctx_error(ctx));
+    st = pllm_gemm(ctx, 0, 0, -1, 1, 1, 1.0f, f, f, 0.0f, f);
+    CHECK(st == PLLM_ERR_INVALID_ARG, "gemm m = -1: status %d", st);
+    st = pllm_gemm(ctx, 0, 0, 1, 1, 1, 1.0f, NULL, f, 0.0f, f);
+    CHECK(st == PLLM_ERR_INVALID_ARG, "gemm a = NULL: status %d", st);
+    st = pllm_gemm(ctx, 0, 0, (int64_t)1 << 31, 1, 1, 1.0f, f, f, 0.0f, f);
+    CHECK(st == PLLM_ERR_INVALID_ARG, "gemm m = 2^31: status %d", st);
+    st = pllm_gemm(ctx, 0, 0, (int64_t)1 << 21, (int64_t)1 << 21, 1, 1.0f, f, f, 0.0f, f);
+    CHECK(st == PLLM_ERR_INVALID_ARG && strstr(pllm_ctx_error(ctx), "2^40"), "gemm m*n = 2^42: status %d '%s'", st,
+          pllm_ctx_error(ctx));
+}
+
+/* =========================================================================
  * argument errors and the context
  * ========================================================================= */
 
@@ -894,6 +970,19 @@ static uint64_t workload_digest(void) {
     h = fnv(h, dout, rows / e * e * dim * sizeof(float));
     OKCALL(pllm_adam(ctx, p, g, x, dist, np, 1e-2f, 0.9f, 0.999f, 1e-8f, 3)); /* v = dist >= 0 */
     h = fnv(h, p, np * sizeof(float));
+    /* gemm over many tiles and k-slices: x^T [in, rows] x pre [rows, hid],
+     * then into a non-zero C */
+    float *gc = GF(in * hid);
+    OKCALL(pllm_gemm(ctx, 1, 0, in, hid, rows, 0.5f, x, pre, 0.0f, gc));
+    OKCALL(pllm_gemm(ctx, 0, 1, in, hid, 300, 1.0f, x, pre, -1.0f, gc));
+    h = fnv(h, gc, (size_t)in * hid * sizeof(float));
+    const int64_t gm = 300, gn = 200, gk = 280;
+    float *ga = GF(gm * gk), *gb = GF(gk * gn), *gcc = GF(gm * gn);
+    fill_normal(ga, gm * gk, 1.0f);
+    fill_normal(gb, gk * gn, 1.0f);
+    OKCALL(pllm_gemm(ctx, 0, 0, gm, gn, gk, 1.0f, ga, gb, 0.0f, gcc));
+    h = fnv(h, gcc, (size_t)(gm * gn) * sizeof(float));
+    gfree(gc); gfree(ga); gfree(gb); gfree(gcc);
     gfree(p); gfree(x); gfree(pre); gfree(y); gfree(dx); gfree(g);
     gfree(rp); gfree(ry); gfree(mean); gfree(rstd); gfree(rdx); gfree(rg);
     gfree(idx); gfree(dist); gfree(sums); gfree(counts); gfree(dp); gfree(dout);
@@ -940,6 +1029,7 @@ int main(int argc, char **argv) {
     test_rln();
     test_adam();
     test_decode();
+    test_gemm();
     test_repeat();
     pllm_ctx_destroy(ctx);
     printf("%d checks, %d failures\n", checks, failures);
