@@ -47,9 +47,16 @@ func UpdateIndices(k bindings.Kernels, g Group, obj *OutputError) (bool, error) 
 			return false, err
 		}
 		old := append([]int32(nil), r.Indices[at:at+n]...)
-		before := memberError(vg, obj, m, at)
+		before, err := memberError(vg, obj, m, at)
+		if err != nil {
+			return false, err
+		}
 		copy(r.Indices[at:at+n], idx)
-		if after := memberError(vg, obj, m, at); after < before {
+		after, err := memberError(vg, obj, m, at)
+		if err != nil {
+			return false, err
+		}
+		if after < before {
 			changed = true
 		} else {
 			copy(r.Indices[at:at+n], old)
@@ -61,7 +68,7 @@ func UpdateIndices(k bindings.Kernels, g Group, obj *OutputError) (bool, error) 
 
 // memberError is member m's term of the output error at the group's
 // current (rounded) parameters and indices.
-func memberError(g *vqGroup, obj *OutputError, m, at int) float64 {
+func memberError(g *vqGroup, obj *OutputError, m, at int) (float64, error) {
 	r := g.res
 	rows, cols := g.shapes[m][0], g.shapes[m][1]
 	kd := r.K * r.Dim
@@ -73,7 +80,7 @@ func memberError(g *vqGroup, obj *OutputError, m, at int) float64 {
 			e[row*cols+c] = cb[j*r.Dim+c%r.Dim]*scale - obj.orig[m][row*cols+c]
 		}
 	}
-	return quadratic(e, obj.h[m], rows, cols, nil)
+	return obj.quadratic(e, obj.h[m], rows, cols, nil)
 }
 
 // inverseCholesky returns the upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU),
@@ -204,10 +211,8 @@ func SearchIndices(k bindings.Kernels, g Group, obj *OutputError, candidates, pa
 			for i, x := range obj.orig[m] {
 				e[i] -= x
 			}
-			for r := 0; r < rows; r++ {
-				out[r] = quadratic(e[r*cols:(r+1)*cols], obj.h[m], 1, cols, nil)
-			}
-			return nil
+			_, err = obj.quadratic(e, obj.h[m], rows, cols, nil, out)
+			return err
 		}
 		best := make([]float64, rows)
 		if err := rowErrors(idx, best); err != nil {

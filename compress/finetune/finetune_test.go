@@ -138,7 +138,7 @@ func TestTuneLowersOutputError(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			run := func() (Outcome, [][]float32) {
 				g, mats := build(t, k)
-				obj, err := NewOutputError([][]float32{mats[0].Data, mats[1].Data}, g.Shapes(), [][]float64{randomSecond(10, 1), randomSecond(10, 2)})
+				obj, err := NewOutputError(k, [][]float32{mats[0].Data, mats[1].Data}, g.Shapes(), [][]float64{randomSecond(10, 1), randomSecond(10, 2)})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -150,7 +150,11 @@ func TestTuneLowersOutputError(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := obj.Value(w, nil); math.Abs(got-out.Best) > 1e-12*max(1, out.Best) {
+				got, err := obj.Value(w, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if math.Abs(got-out.Best) > 1e-12*max(1, out.Best) {
 					t.Fatalf("committed parameters give %v, tuning reported %v", got, out.Best)
 				}
 				return out, w
@@ -182,7 +186,7 @@ func TestIndexUpdatesLowerOutputError(t *testing.T) {
 	for name, build := range map[string]func(*testing.T, bindings.Kernels) (Group, []pocketllm.Matrix){"pocketllm": smallPocketLLM, "vq": smallVQ} {
 		t.Run(name, func(t *testing.T) {
 			g, mats := build(t, k)
-			obj, err := NewOutputError([][]float32{mats[0].Data, mats[1].Data}, g.Shapes(), [][]float64{randomSecond(10, 1), randomSecond(10, 2)})
+			obj, err := NewOutputError(k, [][]float32{mats[0].Data, mats[1].Data}, g.Shapes(), [][]float64{randomSecond(10, 1), randomSecond(10, 2)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,7 +195,11 @@ func TestIndexUpdatesLowerOutputError(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return obj.Value(w, nil)
+				v, err := obj.Value(w, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
 			}
 			before := value()
 			var changed bool

@@ -3,8 +3,8 @@ package finetune
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
+
+	"pocketllm-native/bindings"
 )
 
 // Damping is added to the diagonal of every second-moment matrix, as a
@@ -21,7 +21,8 @@ const Damping = 0.01
 // one group it is a group's Objective; it is deterministic, so the tuner
 // keeps the best step by it.
 type OutputError struct {
-	orig  [][]float32 // per member, [rows*cols]
+	k     bindings.Kernels // runs the products E·H
+	orig  [][]float32      // per member, [rows*cols]
 	h     [][]float32 // per member, [cols*cols], damped
 	shape [][2]int
 	denom float64
@@ -30,8 +31,8 @@ type OutputError struct {
 // NewOutputError builds the objective of one group: orig[m] are member m's
 // original weights of shape shapes[m], second[m] its input's second moment
 // ([cols*cols], row-major, symmetric; nil weighs every input alike).
-func NewOutputError(orig [][]float32, shapes [][2]int, second [][]float64) (*OutputError, error) {
-	o := &OutputError{orig: orig, shape: shapes}
+func NewOutputError(k bindings.Kernels, orig [][]float32, shapes [][2]int, second [][]float64) (*OutputError, error) {
+	o := &OutputError{k: k, orig: orig, shape: shapes}
 	for m, sh := range shapes {
 		cols := sh[1]
 		if len(orig[m]) != sh[0]*cols {
@@ -41,7 +42,11 @@ func NewOutputError(orig [][]float32, shapes [][2]int, second [][]float64) (*Out
 		if o.h[m] == nil {
 			return nil, fmt.Errorf("finetune: member %d: second moment of %d values for %d inputs", m, len(second[m]), cols)
 		}
-		o.denom += quadratic(orig[m], o.h[m], sh[0], cols, nil)
+		q, err := o.quadratic(orig[m], o.h[m], sh[0], cols, nil)
+		if err != nil {
+			return nil, err
+		}
+		o.denom += q
 	}
 	if !(o.denom > 0) {
 		return nil, fmt.Errorf("finetune: the group's output is zero on the calibration inputs")
@@ -88,12 +93,12 @@ func (o *OutputError) Loss(_ int, w, dW [][][]float32) (float64, error) {
 	if len(w) != 1 {
 		return 0, fmt.Errorf("finetune: output error of one group given %d", len(w))
 	}
-	return o.Value(w[0], dW[0]), nil
+	return o.Value(w[0], dW[0])
 }
 
 // Value is the objective at the members' weights w; when dW is not nil it
 // also sets dW to the gradient.
-func (o *OutputError) Value(w, dW [][]float32) float64 {
+func (o *OutputError) Value(w, dW [][]float32) (float64, error) {
 	var num float64
 	for m, sh := range o.shape {
 		rows, cols := sh[0], sh[1]
@@ -105,7 +110,11 @@ func (o *OutputError) Value(w, dW [][]float32) float64 {
 		if dW != nil {
 			g = dW[m]
 		}
-		num += quadratic(e, o.h[m], rows, cols, g)
+		q, err := o.quadratic(e, o.h[m], rows, cols, g)
+		if err != nil {
+			return 0, err
+		}
+		num += q
 		if g != nil {
 			s := float32(2 / o.denom)
 			for i := range g {
@@ -113,51 +122,30 @@ func (o *OutputError) Value(w, dW [][]float32) float64 {
 			}
 		}
 	}
-	return num / o.denom
+	return num / o.denom, nil
 }
 
-// quadratic is sum over rows r of e_r H e_rᵀ; with eh not nil it also
-// stores e H there ([rows*cols]). Rows are summed in fixed chunks, so the
-// result does not depend on the number of threads.
-func quadratic(e, h []float32, rows, cols int, eh []float32) float64 {
-	const chunk = 32
-	chunks := (rows + chunk - 1) / chunk
-	parts := make([]float64, chunks)
-	workers := min(runtime.GOMAXPROCS(0), chunks, max(1, rows*cols*cols/(1<<18)))
-	var wg sync.WaitGroup
-	for wk := 0; wk < workers; wk++ {
-		wg.Add(1)
-		go func(wk int) {
-			defer wg.Done()
-			row := make([]float32, cols)
-			for c := wk; c < chunks; c += workers {
-				var sum float64
-				for r := c * chunk; r < min(rows, (c+1)*chunk); r++ {
-					er := e[r*cols : (r+1)*cols]
-					clear(row)
-					for i, a := range er {
-						if a == 0 {
-							continue
-						}
-						for j, b := range h[i*cols : (i+1)*cols] {
-							row[j] += a * b
-						}
-					}
-					for j, b := range row {
-						sum += float64(er[j]) * float64(b)
-					}
-					if eh != nil {
-						copy(eh[r*cols:(r+1)*cols], row)
-					}
-				}
-				parts[c] = sum
-			}
-		}(wk)
+// quadratic is sum over rows r of e_r H e_rᵀ, with e H on the backend's
+// matrix product (stored in eh when it is not nil); the sums are taken in
+// order, so the result is the backend's alone. perRow, when not nil,
+// receives each row's term.
+func (o *OutputError) quadratic(e, h []float32, rows, cols int, eh []float32, perRow ...[]float64) (float64, error) {
+	if eh == nil {
+		eh = make([]float32, rows*cols)
 	}
-	wg.Wait()
+	if err := o.k.Gemm(false, false, rows, cols, cols, 1, e, h, 0, eh); err != nil {
+		return 0, err
+	}
 	var s float64
-	for _, p := range parts {
-		s += p
+	for r := 0; r < rows; r++ {
+		var rs float64
+		for i := r * cols; i < (r+1)*cols; i++ {
+			rs += float64(e[i]) * float64(eh[i])
+		}
+		if len(perRow) > 0 {
+			perRow[0][r] = rs
+		}
+		s += rs
 	}
-	return s
+	return s, nil
 }

@@ -23,7 +23,7 @@ const e2eValidation = 32
 // fixed). It returns the tuned norms by tensor name.
 func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained, cal *Calibrated) (map[string][]float32, error) {
 	m := cal.set.model
-	seq, err := llama.NewSeq[float32](m.Config, nil)
+	seq, err := llama.NewSeq[float32](m.Config, o.Kernels)
 	if err != nil {
 		return nil, err
 	}

@@ -307,7 +307,7 @@ func (o CompressOptions) tuneGroupOutput(t *trained, second map[string][]float64
 			return nil // a tensor no calibration statistics reach (e.g. the output head): nothing to tune against
 		}
 	}
-	obj, err := finetune.NewOutputError(orig, g.Shapes(), h)
+	obj, err := finetune.NewOutputError(o.Kernels, orig, g.Shapes(), h)
 	if err != nil {
 		return fmt.Errorf("group %s: %w", t.g.Name, err)
 	}
