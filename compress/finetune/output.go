@@ -23,7 +23,7 @@ const Damping = 0.01
 type OutputError struct {
 	k     bindings.Kernels // runs the products E·H
 	orig  [][]float32      // per member, [rows*cols]
-	h     [][]float32 // per member, [cols*cols], damped
+	h     [][]float32      // per member, [cols*cols], damped
 	shape [][2]int
 	denom float64
 }

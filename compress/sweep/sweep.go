@@ -182,12 +182,12 @@ type Options struct {
 
 // Row is one run of the sweep.
 type Row struct {
-	Method  string  `json:"method"`
-	Setting string  `json:"setting"` // the ladder's setting: "bits 3", "3-bit g64"
+	Method  string `json:"method"`
+	Setting string `json:"setting"` // the ladder's setting: "bits 3", "3-bit g64"
 	// Stage is "" for a written file, else the tuning stage an in-memory
 	// row measures ("trained", "output"; see Options.Stages).
-	Stage string `json:"stage,omitempty"`
-	Target  float64 `json:"target"`  // see Setting.Target
+	Stage  string  `json:"stage,omitempty"`
+	Target float64 `json:"target"` // see Setting.Target
 	// Groups are the settings the planner chose, with how many groups
 	// each: "d=4 K=256 x5, d=8 K=4096 x2".
 	Groups string `json:"groups,omitempty"`
