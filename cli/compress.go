@@ -62,6 +62,7 @@ func compressCommand() *cli.Command {
 			&cli.Float64Flag{Name: "tune-lr", Value: defaultTuneLR, Usage: "learning rate of --tune-steps"},
 			&cli.BoolFlag{Name: "index-update", Value: true, Usage: "vq: re-pick indices by error feedback against the output error (GPTQ-style), kept only where the error falls"},
 			&cli.BoolFlag{Name: "sequential", Value: true, Usage: "measure each layer's inputs on the model whose earlier layers are already compressed"},
+			&cli.IntFlag{Name: "block-steps", Value: defaultBlockSteps, Usage: "Adam steps per layer of block-wise tuning: each layer's own groups and norms against the original layer's output (0: off)"},
 			&cli.IntFlag{Name: "e2e-steps", Value: defaultE2ESteps, Usage: "Adam steps of every group's continuous parameters and the norms against the KL divergence from the original model on the calibration text (0: off)"},
 			&cli.Float64Flag{Name: "e2e-lr", Value: defaultE2ELR, Usage: "learning rate of --e2e-steps"},
 			&cli.IntFlag{Name: "e2e-batch", Value: defaultE2EBatch, Usage: "calibration sequences per --e2e-steps step"},
@@ -264,11 +265,12 @@ func printReport(w io.Writer, r *pipeline.Report) {
 // Defaults of the tuning after training: the best settings measured
 // (RESULTS.md).
 const (
-	defaultTuneSteps = 100
-	defaultTuneLR    = 2e-3
-	defaultE2ESteps  = 100
-	defaultE2ELR     = 1e-3
-	defaultE2EBatch  = 4
+	defaultTuneSteps  = 100
+	defaultTuneLR     = 2e-3
+	defaultBlockSteps = 0
+	defaultE2ESteps   = 100
+	defaultE2ELR      = 1e-3
+	defaultE2EBatch   = 4
 )
 
 // The best settings measured where they differ from METHOD.md's (RESULTS.md).
@@ -292,7 +294,7 @@ var presetFlag = &cli.StringFlag{Name: "preset", Value: presetBest, Usage: "best
 var paperPreset = map[string]string{
 	"share": "none", "lr": "0.016", "beta": "0", "kmeans-init": "false", "refine": "0",
 	"no-calibration": "true", "objective": "weights", "tune-steps": "0", "index-update": "false",
-	"sequential": "false", "e2e-steps": "0",
+	"sequential": "false", "block-steps": "0", "e2e-steps": "0",
 }
 
 // applyPreset sets the flags of --preset paper that were not given
@@ -337,7 +339,7 @@ func tuningOptions(c *cli.Context) (pipeline.Calibration, pipeline.Tuning, error
 	tu := pipeline.Tuning{
 		Objective: c.String("objective"), OutputSteps: c.Int("tune-steps"), OutputLR: c.Float64("tune-lr"),
 		IndexUpdate: c.Bool("index-update"), Sequential: c.Bool("sequential"),
-		E2ESteps: c.Int("e2e-steps"), E2ELR: c.Float64("e2e-lr"), E2EBatch: c.Int("e2e-batch"),
+		BlockSteps: c.Int("block-steps"), E2ESteps: c.Int("e2e-steps"), E2ELR: c.Float64("e2e-lr"), E2EBatch: c.Int("e2e-batch"),
 	}
 	if cal.Off && (cal.Text != "" || c.IsSet("tokenizer")) {
 		return cal, tu, fmt.Errorf("--no-calibration takes neither --calibration nor --tokenizer")

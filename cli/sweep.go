@@ -18,7 +18,7 @@ var sweepTrainingFlags = []string{
 	"dims", "epochs", "lr", "decay-every", "batch", "lambda", "beta", "kmeans-every", "kmeans-init", "refine", "refine-passes",
 	"hidden", "decoder-dtype", "seed", "vq-iters", "include", "exclude", "calibration", "calibration-tokens",
 	"calibration-samples", "no-calibration", "objective", "tune-steps", "tune-lr", "index-update", "sequential",
-	"e2e-steps", "e2e-lr", "e2e-batch",
+	"block-steps", "e2e-steps", "e2e-lr", "e2e-batch",
 }
 
 // compressFlags returns compress's flags of those names, in that order.

@@ -21,7 +21,8 @@ const e2eValidation = 32
 // next-token distribution from the original's on the calibration text,
 // over every group's continuous parameters and the kept norms (indices
 // fixed). It returns the tuned norms by tensor name.
-func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained, cal *Calibrated) (map[string][]float32, error) {
+// start holds norms an earlier stage tuned.
+func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained, cal *Calibrated, start map[string][]float32) (map[string][]float32, error) {
 	m := cal.set.model
 	seq, err := llama.NewSeq[float32](m.Config, o.Kernels)
 	if err != nil {
@@ -62,6 +63,9 @@ func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained,
 		if p == nil {
 			continue
 		}
+		if v, ok := start[info.Name]; ok {
+			*p = v
+		}
 		normNames = append(normNames, info.Name)
 		norms = append(norms, append([]float32(nil), *p...))
 		dtypes = append(dtypes, string(info.DType))
@@ -71,7 +75,7 @@ func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained,
 		tg = append(tg, finetune.Dense(norms, func(i int, v []float32) { roundToDType(dtypes[i], v) }))
 		obj.slots = append(obj.slots, normSlots)
 	}
-	if err := obj.prepare(o.Method.Seed); err != nil {
+	if err := obj.prepare(o.Method.Seed, llama.ParamsOf[float32](m)); err != nil {
 		return nil, err
 	}
 	emit := func(e Event) {
@@ -147,10 +151,10 @@ type klObjective struct {
 }
 
 // prepare runs the original model once over every sequence.
-func (k *klObjective) prepare(seed uint64) error {
+func (k *klObjective) prepare(seed uint64, original *llama.Params[float32]) error {
 	vocab := k.seq.Config().VocabSize
 	for _, w := range k.windows {
-		c, err := k.seq.Forward(k.params, w)
+		c, err := k.seq.Forward(original, w)
 		if err != nil {
 			return err
 		}

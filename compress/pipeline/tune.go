@@ -51,6 +51,9 @@ type Tuning struct {
 	// earlier layers are already compressed, and tunes each group as soon
 	// as the statistics of all its members are in.
 	Sequential bool
+	// BlockSteps Adam steps per layer of block-wise tuning (see
+	// tuneBlocks; 0: none), at E2ELR, E2EBatch sequences per step.
+	BlockSteps int
 	// E2ESteps Adam steps of every group's continuous parameters (and the
 	// kept norms) against the KL divergence of the whole model's next-token
 	// distribution from the original's on the calibration text (0: none),
@@ -77,25 +80,25 @@ func (tu *Tuning) check(calibrated bool) error {
 		return fmt.Errorf("--objective %q: want %s, %s or %s", tu.Objective, ObjectiveOutput, ObjectiveDiag, ObjectiveWeights)
 	}
 	switch {
-	case tu.OutputSteps < 0, tu.E2ESteps < 0, tu.E2EBatch < 0:
+	case tu.OutputSteps < 0, tu.E2ESteps < 0, tu.E2EBatch < 0, tu.BlockSteps < 0:
 		return fmt.Errorf("tuning steps and batch must not be negative")
 	case tu.OutputSteps > 0 && !(tu.OutputLR > 0):
 		return fmt.Errorf("--tune-lr %v must be positive", tu.OutputLR)
-	case tu.E2ESteps > 0 && !(tu.E2ELR > 0):
+	case (tu.E2ESteps > 0 || tu.BlockSteps > 0) && !(tu.E2ELR > 0):
 		return fmt.Errorf("--e2e-lr %v must be positive", tu.E2ELR)
 	}
 	if tu.Objective != ObjectiveOutput {
 		tu.OutputSteps, tu.IndexUpdate, tu.Sequential = 0, false, false
 	}
 	if !calibrated {
-		tu.E2ESteps = 0
+		tu.E2ESteps, tu.BlockSteps = 0, 0
 	}
 	return nil
 }
 
 // active says whether anything happens after training.
 func (tu Tuning) active(cal *Calibrated) bool {
-	return cal != nil && (tu.Objective == ObjectiveOutput && (tu.OutputSteps > 0 || tu.IndexUpdate) || tu.E2ESteps > 0)
+	return cal != nil && (tu.Objective == ObjectiveOutput && (tu.OutputSteps > 0 || tu.IndexUpdate) || tu.E2ESteps > 0 || tu.BlockSteps > 0)
 }
 
 // Calibrated is calibration text run through the original model once.
@@ -206,15 +209,33 @@ func (o CompressOptions) tune(src *checkpoint.Source, groups []*trained, cal *Ca
 			return nil, err
 		}
 	}
+	var norms map[string][]float32
+	if tu.BlockSteps > 0 {
+		start := time.Now()
+		var err error
+		if norms, err = o.tuneBlocks(groups, cal, llama.ParamsOf[float32](cal.set.model)); err != nil {
+			return nil, err
+		}
+		if err := o.afterStage("block", groups, norms, start); err != nil {
+			return nil, err
+		}
+	}
 	if tu.E2ESteps > 0 {
 		start := time.Now()
-		norms, err := o.tuneEndToEnd(src, groups, cal)
-		if err != nil {
+		var err error
+		if norms, err = o.tuneEndToEnd(src, groups, cal, norms); err != nil {
 			return nil, err
 		}
 		return norms, o.afterStage("e2e", groups, norms, start)
 	}
-	return nil, nil
+	return norms, nil
+}
+
+// emit reports an event when someone listens.
+func (o CompressOptions) emit(e Event) {
+	if o.Events != nil {
+		o.Events(e)
+	}
 }
 
 // afterStage hands AfterStage the tensors as a stage left them.

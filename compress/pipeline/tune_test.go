@@ -115,7 +115,7 @@ func tunedOptions(in, out string, method string) CompressOptions {
 		Calibration: Calibration{Samples: 6, SampleTokens: 24, Seed: 3},
 		Tuning: Tuning{
 			Objective: ObjectiveOutput, OutputSteps: 8, OutputLR: 2e-3, IndexUpdate: true, Sequential: true,
-			E2ESteps: 6, E2ELR: 1e-3, E2EBatch: 2,
+			BlockSteps: 4, E2ESteps: 6, E2ELR: 1e-3, E2EBatch: 2,
 		},
 	}
 }
@@ -148,7 +148,7 @@ func TestTunedRunReconstructsWhatWasTuned(t *testing.T) {
 				if _, err := Compress(o); err != nil {
 					t.Fatal(err)
 				}
-				if stages["output"] == 0 || stages["e2e"] != 1 {
+				if stages["output"] == 0 || stages["block"] != 2 || stages["e2e"] != 1 {
 					t.Fatalf("tuning stages run: %v", stages)
 				}
 				var err error
@@ -185,8 +185,8 @@ func TestTunedRunReconstructsWhatWasTuned(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			obj := &klObjective{seq: seq, params: llama.ParamsOf[float32](set.model), windows: set.windows, batch: 1}
-			if err := obj.prepare(o.Method.Seed); err != nil {
+			obj := &klObjective{seq: seq, windows: set.windows, batch: 1}
+			if err := obj.prepare(o.Method.Seed, llama.ParamsOf[float32](set.model)); err != nil {
 				t.Fatal(err)
 			}
 			obj.params = llama.ParamsOf[float32](m)

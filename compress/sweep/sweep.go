@@ -404,6 +404,8 @@ func lastStage(tu pipeline.Tuning) string {
 	switch {
 	case tu.E2ESteps > 0:
 		return "e2e"
+	case tu.BlockSteps > 0:
+		return "block"
 	case tu.OutputSteps > 0 || tu.IndexUpdate:
 		return "output"
 	}
