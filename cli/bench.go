@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/pocketllm"
 )
 
@@ -98,7 +99,7 @@ func runBench(c *cli.Context) error {
 		st := pocketllm.DefaultSettings(8, c.Int("epoch-k"))
 		st.Epochs = 1
 		for _, k := range ks {
-			d, err := pocketllm.TimeEpochs(k, []pocketllm.Matrix{m}, st)
+			d, err := pocketllm.TimeEpochs(k, []matrix.Matrix{m}, st)
 			if err != nil {
 				return err
 			}
@@ -126,9 +127,9 @@ func runBench(c *cli.Context) error {
 }
 
 // benchMatrix is a seeded random matrix with a transformer layer's scale.
-func benchMatrix(rows, cols int) pocketllm.Matrix {
+func benchMatrix(rows, cols int) matrix.Matrix {
 	rng := rand.New(rand.NewPCG(uint64(rows), uint64(cols)))
-	m := pocketllm.Matrix{Name: "bench", Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
+	m := matrix.Matrix{Name: "bench", Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
 	for i := range m.Data {
 		m.Data[i] = float32(0.02 * rng.NormFloat64())
 	}

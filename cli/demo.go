@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/pipeline"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
@@ -124,7 +125,7 @@ func compareFolders(w interface{ Write([]byte) (int, error) }, orig, rebuilt str
 		if err != nil {
 			return err
 		}
-		got := pocketllm.NMSE(x, y)
+		got := matrix.NMSE(x, y)
 		want, isCompressed := reported[t.Name]
 		switch {
 		case !isCompressed && got != 0:
@@ -170,7 +171,7 @@ func writeDemoModel(dir string, seed uint64) error {
 		}
 		ts = append(ts, tensor{checkpoint.TensorInfo{Name: name, DType: "F32", Shape: shape}, d})
 	}
-	matrix := func(name string, rows, cols int) {
+	projection := func(name string, rows, cols int) {
 		const rank = 4
 		u := make([]float64, rows*rank)
 		v := make([]float64, cols*rank)
@@ -199,14 +200,14 @@ func writeDemoModel(dir string, seed uint64) error {
 	for l := 0; l < cfg.NumHiddenLayers; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		add(p+"input_layernorm.weight", cfg.HiddenSize, 0, ones)
-		matrix(p+"self_attn.q_proj.weight", cfg.HiddenSize, cfg.HiddenSize)
-		matrix(p+"self_attn.k_proj.weight", kv, cfg.HiddenSize)
-		matrix(p+"self_attn.v_proj.weight", kv, cfg.HiddenSize)
-		matrix(p+"self_attn.o_proj.weight", cfg.HiddenSize, cfg.HiddenSize)
+		projection(p+"self_attn.q_proj.weight", cfg.HiddenSize, cfg.HiddenSize)
+		projection(p+"self_attn.k_proj.weight", kv, cfg.HiddenSize)
+		projection(p+"self_attn.v_proj.weight", kv, cfg.HiddenSize)
+		projection(p+"self_attn.o_proj.weight", cfg.HiddenSize, cfg.HiddenSize)
 		add(p+"post_attention_layernorm.weight", cfg.HiddenSize, 0, ones)
-		matrix(p+"mlp.gate_proj.weight", cfg.IntermediateSize, cfg.HiddenSize)
-		matrix(p+"mlp.up_proj.weight", cfg.IntermediateSize, cfg.HiddenSize)
-		matrix(p+"mlp.down_proj.weight", cfg.HiddenSize, cfg.IntermediateSize)
+		projection(p+"mlp.gate_proj.weight", cfg.IntermediateSize, cfg.HiddenSize)
+		projection(p+"mlp.up_proj.weight", cfg.IntermediateSize, cfg.HiddenSize)
+		projection(p+"mlp.down_proj.weight", cfg.HiddenSize, cfg.IntermediateSize)
 	}
 	add("model.norm.weight", cfg.HiddenSize, 0, ones)
 

@@ -10,6 +10,7 @@ import (
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/llama2c"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/internal/sharedtest"
@@ -130,7 +131,7 @@ func checkReconstruction(t *testing.T, orig *checkpoint.Source, path string, rep
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := pocketllm.NMSE(a, b)
+		e := matrix.NMSE(a, b)
 		want, compressed := nmse[ti.Name]
 		switch {
 		case !compressed && e != 0:
