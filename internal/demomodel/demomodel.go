@@ -27,6 +27,16 @@ var Config = checkpoint.LlamaConfig{
 	VocabSize: 256, MaxPositionEmbeddings: 256, RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: true,
 }
 
+// Small is Config cut to stories260K's size (hidden 64, MLP 172, four
+// layers), for tests that compress the whole model: on the Go kernels with a
+// short schedule that takes seconds, and every tensor kind, shared across
+// the four layers, still reaches 3 bits per weight (with two layers the k
+// and v projections cannot pay for their meta network).
+var Small = checkpoint.LlamaConfig{
+	HiddenSize: 64, IntermediateSize: 172, NumHiddenLayers: 4, NumAttentionHeads: 8, NumKeyValueHeads: 4,
+	VocabSize: 64, MaxPositionEmbeddings: 64, RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: true,
+}
+
 // Write writes a Hugging Face folder with cfg's shape to dir, its weights
 // drawn from seed: the same cfg and seed give the same files. A folder that
 // already holds the model's files has them replaced.
