@@ -93,6 +93,16 @@ func testRoundTrip(t *testing.T, src string) {
 			if _, err := llama2c.Open(rebuilt); err != nil {
 				t.Fatal(err)
 			}
+		} else {
+			// A Hugging Face source also converts to llama2.c.
+			bin := filepath.Join(dir, "rebuilt.bin")
+			if err := Decompress(DecompressOptions{In: out, Out: bin, Format: FormatLlama2c, Kernels: bindings.Go(), Force: true}); err != nil {
+				t.Fatal(err)
+			}
+			checkReconstruction(t, orig, bin, rep)
+			if _, err := llama2c.Open(bin); err != nil {
+				t.Fatal(err)
+			}
 		}
 
 		// safetensors output in bf16.
