@@ -35,7 +35,7 @@ fuzz:
 	$(GOFLAGS_) $(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./compress/pllm
 
 bench: native
-	$(GOFLAGS_) $(GO) test -run '^$$' -bench . -benchtime 3x ./bindings ./compress/...
+	$(GOFLAGS_) $(GO) test -run '^$$' -bench . -benchtime 3x ./compress/...
 
 # Regenerate the golden kernel vectors from the float64 oracle (review the diff like code).
 vectors:

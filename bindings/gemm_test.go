@@ -33,6 +33,15 @@ func plainGemm(transA, transB bool, m, n, k int, alpha float32, a, b []float32, 
 	}
 }
 
+// normalVec is n draws from the standard normal distribution.
+func normalVec(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
 // The blocked pure-Go product sums every output in the loop's order, so it
 // equals the plain loop bit for bit, across micro-tile, tile and k-slice
 // boundaries and for any GOMAXPROCS.
@@ -41,8 +50,8 @@ func TestGemmEqualsPlainLoop(t *testing.T) {
 	for _, s := range []struct{ m, n, k int }{{1, 1, 1}, {3, 5, 7}, {65, 257, 300}, {130, 70, 600}} {
 		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
 			for _, beta := range []float32{0, 0.5} {
-				a, b := benchVec(r, s.m*s.k, 1), benchVec(r, s.k*s.n, 1)
-				c0 := benchVec(r, s.m*s.n, 1)
+				a, b := normalVec(r, s.m*s.k), normalVec(r, s.k*s.n)
+				c0 := normalVec(r, s.m*s.n)
 				want := append([]float32(nil), c0...)
 				plainGemm(tr[0], tr[1], s.m, s.n, s.k, 1.5, a, b, beta, want)
 				for _, procs := range []int{1, 3} {

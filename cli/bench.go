@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"pocketllm-native/bindings"
-	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/bench"
 )
 
 func backendsCommand() *cli.Command {
@@ -84,28 +83,21 @@ func runBench(c *cli.Context) error {
 			bindings.Close(k)
 		}
 	}()
-	rows, err := bindings.RunBench(ks, bindings.BenchLadder(c.Bool("short")), c.Duration("min-time"), true)
+	rows, err := bench.Run(ks, bench.Ladder(c.Bool("short")), c.Duration("min-time"), true)
 	if err != nil {
 		return err
 	}
-	out := make([]benchRow, 0, len(rows)+len(ks))
+	if er, ec := c.Int("epoch-rows"), c.Int("epoch-cols"); er > 0 && ec > 0 {
+		epochs, err := bench.Epochs(ks, er, ec, c.Int("epoch-k"))
+		if err != nil {
+			return err
+		}
+		rows = append(rows, epochs...)
+	}
+	out := make([]benchRow, 0, len(rows))
 	for _, r := range rows {
 		out = append(out, benchRow{Kernel: r.Kernel, Backend: r.Backend, Shape: r.Shape, Seconds: r.Seconds,
 			GFLOPS: r.GFLOPS, ItemsPerSec: r.ItemsPerSec, VsNaive: r.VsNaive})
-	}
-	if er, ec := c.Int("epoch-rows"), c.Int("epoch-cols"); er > 0 && ec > 0 {
-		m := benchMatrix(er, ec)
-		st := pocketllm.DefaultSettings(8, c.Int("epoch-k"))
-		st.Epochs = 1
-		for _, k := range ks {
-			d, err := pocketllm.TimeEpochs(k, []pocketllm.Matrix{m}, st)
-			if err != nil {
-				return err
-			}
-			n := float64(er * ((ec + 7) / 8))
-			out = append(out, benchRow{Kernel: "epoch", Backend: k.Name(), Shape: fmt.Sprintf("%dx%d_d8_K%d", er, ec, st.K),
-				Seconds: d.Seconds(), ItemsPerSec: n / d.Seconds()})
-		}
 	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, out)
@@ -123,14 +115,4 @@ func runBench(c *cli.Context) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.4g\t%s\t%.4g\t%s\t\n", r.Kernel, r.Backend, r.Shape, r.Seconds, g, r.ItemsPerSec, v)
 	}
 	return tw.Flush()
-}
-
-// benchMatrix is a seeded random matrix with a transformer layer's scale.
-func benchMatrix(rows, cols int) pocketllm.Matrix {
-	rng := rand.New(rand.NewPCG(uint64(rows), uint64(cols)))
-	m := pocketllm.Matrix{Name: "bench", Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
-	for i := range m.Data {
-		m.Data[i] = float32(0.02 * rng.NormFloat64())
-	}
-	return m
 }

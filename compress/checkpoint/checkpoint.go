@@ -13,55 +13,55 @@
 // lm_head.weight (absent when tied); llama2c sources add the legacy RoPE
 // tables llama2c.freq_cis_real and llama2c.freq_cis_imag.
 //
-// The shared types are defined in package ckpt and aliased here, so
-// checkpoint.TensorInfo and the format packages' ckpt.TensorInfo are the
+// The shared types are defined in package formatbase and aliased here, so
+// checkpoint.TensorInfo and the format packages' formatbase.TensorInfo are the
 // same type.
 package checkpoint
 
-import "pocketllm-native/compress/checkpoint/ckpt"
+import "pocketllm-native/compress/checkpoint/formatbase"
 
 // DType is an element type, spelled as in safetensors ("F32", "BF16", ...).
-type DType = ckpt.DType
+type DType = formatbase.DType
 
 // The element types with a whole number of bytes per element.
 const (
-	BOOL   = ckpt.BOOL
-	U8     = ckpt.U8
-	I8     = ckpt.I8
-	F8E5M2 = ckpt.F8E5M2
-	F8E4M3 = ckpt.F8E4M3
-	F8E8M0 = ckpt.F8E8M0
-	I16    = ckpt.I16
-	U16    = ckpt.U16
-	F16    = ckpt.F16
-	BF16   = ckpt.BF16
-	I32    = ckpt.I32
-	U32    = ckpt.U32
-	F32    = ckpt.F32
-	C64    = ckpt.C64
-	F64    = ckpt.F64
-	I64    = ckpt.I64
-	U64    = ckpt.U64
+	BOOL   = formatbase.BOOL
+	U8     = formatbase.U8
+	I8     = formatbase.I8
+	F8E5M2 = formatbase.F8E5M2
+	F8E4M3 = formatbase.F8E4M3
+	F8E8M0 = formatbase.F8E8M0
+	I16    = formatbase.I16
+	U16    = formatbase.U16
+	F16    = formatbase.F16
+	BF16   = formatbase.BF16
+	I32    = formatbase.I32
+	U32    = formatbase.U32
+	F32    = formatbase.F32
+	C64    = formatbase.C64
+	F64    = formatbase.F64
+	I64    = formatbase.I64
+	U64    = formatbase.U64
 )
 
 // TensorInfo describes one tensor: name, element type and shape.
-type TensorInfo = ckpt.TensorInfo
+type TensorInfo = formatbase.TensorInfo
 
 // LlamaConfig mirrors the Hugging Face config.json fields of a Llama model.
-type LlamaConfig = ckpt.LlamaConfig
+type LlamaConfig = formatbase.LlamaConfig
 
 // SideFile is a non-weight file carried with the model.
-type SideFile = ckpt.SideFile
+type SideFile = formatbase.SideFile
 
 // WriteOptions controls how writers treat an existing destination.
-type WriteOptions = ckpt.WriteOptions
+type WriteOptions = formatbase.WriteOptions
 
 // DecodeFloat32 converts little-endian F32, F16 or BF16 bytes to float32.
-func DecodeFloat32(dt DType, raw []byte) ([]float32, error) { return ckpt.DecodeFloat32(dt, raw) }
+func DecodeFloat32(dt DType, raw []byte) ([]float32, error) { return formatbase.DecodeFloat32(dt, raw) }
 
 // EncodeFloat32 converts float32 values to little-endian F32, F16 or BF16
 // bytes, rounding to nearest even.
-func EncodeFloat32(dt DType, src []float32) ([]byte, error) { return ckpt.EncodeFloat32(dt, src) }
+func EncodeFloat32(dt DType, src []float32) ([]byte, error) { return formatbase.EncodeFloat32(dt, src) }
 
 // ErrNotFloat is wrapped by errors for dtypes without a float32 conversion.
-var ErrNotFloat = ckpt.ErrNotFloat
+var ErrNotFloat = formatbase.ErrNotFloat

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/safetensors"
 	"pocketllm-native/internal/sharedtest"
@@ -118,17 +118,17 @@ func TestStories260K(t *testing.T) {
 
 // tensorSpec is a tiny tensor for building test files.
 type tensorSpec struct {
-	info ckpt.TensorInfo
+	info formatbase.TensorInfo
 	data []byte
 }
 
 func u8(name string, data ...byte) tensorSpec {
-	return tensorSpec{ckpt.TensorInfo{Name: name, DType: U8, Shape: []int{len(data)}}, data}
+	return tensorSpec{formatbase.TensorInfo{Name: name, DType: U8, Shape: []int{len(data)}}, data}
 }
 
 func writeFile(t *testing.T, path string, specs ...tensorSpec) {
 	t.Helper()
-	infos := make([]ckpt.TensorInfo, len(specs))
+	infos := make([]formatbase.TensorInfo, len(specs))
 	for i, s := range specs {
 		infos[i] = s.info
 	}
@@ -342,10 +342,10 @@ func llama2cInfo(c llama2c.Config, name string) (TensorInfo, bool) {
 func TestFloat32(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.safetensors")
 	writeFile(t, path,
-		tensorSpec{ckpt.TensorInfo{Name: "h", DType: F16, Shape: []int{2}}, []byte{0x00, 0x3c, 0x00, 0xb8}},  // 1, -0.5
-		tensorSpec{ckpt.TensorInfo{Name: "b", DType: BF16, Shape: []int{2}}, []byte{0x80, 0x3f, 0x00, 0xc0}}, // 1, -2
-		tensorSpec{ckpt.TensorInfo{Name: "f", DType: F32, Shape: []int{1}}, []byte{0x00, 0x00, 0x40, 0x40}},  // 3
-		tensorSpec{ckpt.TensorInfo{Name: "i", DType: I64, Shape: []int{}}, []byte{1, 0, 0, 0, 0, 0, 0, 0}},
+		tensorSpec{formatbase.TensorInfo{Name: "h", DType: F16, Shape: []int{2}}, []byte{0x00, 0x3c, 0x00, 0xb8}},  // 1, -0.5
+		tensorSpec{formatbase.TensorInfo{Name: "b", DType: BF16, Shape: []int{2}}, []byte{0x80, 0x3f, 0x00, 0xc0}}, // 1, -2
+		tensorSpec{formatbase.TensorInfo{Name: "f", DType: F32, Shape: []int{1}}, []byte{0x00, 0x00, 0x40, 0x40}},  // 3
+		tensorSpec{formatbase.TensorInfo{Name: "i", DType: I64, Shape: []int{}}, []byte{1, 0, 0, 0, 0, 0, 0, 0}},
 	)
 	src, err := Open(path)
 	if err != nil {
@@ -361,7 +361,7 @@ func TestFloat32(t *testing.T) {
 		}
 	}
 	_, err = src.Float32("i")
-	if err == nil || !errors.Is(err, ckpt.ErrNotFloat) || !strings.Contains(err.Error(), `"i" has dtype I64`) {
+	if err == nil || !errors.Is(err, formatbase.ErrNotFloat) || !strings.Contains(err.Error(), `"i" has dtype I64`) {
 		t.Errorf("Float32 of I64: %v", err)
 	}
 	if _, err := src.Float32("nope"); err == nil {

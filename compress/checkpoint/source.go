@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/safetensors"
 )
@@ -371,13 +371,13 @@ func (s *Source) Float32(name string) ([]float32, error) {
 	switch info.DType {
 	case F32, F16, BF16:
 	default:
-		return nil, fmt.Errorf("%s: tensor %q has dtype %s: %w", s.Path, name, info.DType, ckpt.ErrNotFloat)
+		return nil, fmt.Errorf("%s: tensor %q has dtype %s: %w", s.Path, name, info.DType, formatbase.ErrNotFloat)
 	}
 	raw, err := s.Raw(name)
 	if err != nil {
 		return nil, err
 	}
-	v, err := ckpt.DecodeFloat32(info.DType, raw)
+	v, err := formatbase.DecodeFloat32(info.DType, raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: tensor %q: %w", s.Path, name, err)
 	}

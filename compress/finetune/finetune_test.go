@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/compress/vq"
 )
 
-func randomMatrix(name string, rows, cols int, seed uint64) pocketllm.Matrix {
+func randomMatrix(name string, rows, cols int, seed uint64) matrix.Matrix {
 	rng := rand.New(rand.NewPCG(seed, 3))
-	m := pocketllm.Matrix{Name: name, Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
+	m := matrix.Matrix{Name: name, Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
 	for i := range m.Data {
 		m.Data[i] = float32(0.05 * rng.NormFloat64())
 	}
@@ -39,8 +40,8 @@ func randomSecond(n int, seed uint64) []float64 {
 	return h
 }
 
-func smallPocketLLM(t *testing.T, k bindings.Kernels) (Group, []pocketllm.Matrix) {
-	mats := []pocketllm.Matrix{randomMatrix("a", 12, 10, 1), randomMatrix("b", 8, 10, 2)} // 10 % 4: padded rows
+func smallPocketLLM(t *testing.T, k bindings.Kernels) (Group, []matrix.Matrix) {
+	mats := []matrix.Matrix{randomMatrix("a", 12, 10, 1), randomMatrix("b", 8, 10, 2)} // 10 % 4: padded rows
 	st := pocketllm.DefaultSettings(4, 16)
 	st.Epochs, st.BatchVectors, st.KMeansInit = 3, 24, true
 	res, err := pocketllm.Compress(k, mats, st, nil)
@@ -54,8 +55,8 @@ func smallPocketLLM(t *testing.T, k bindings.Kernels) (Group, []pocketllm.Matrix
 	return g, mats
 }
 
-func smallVQ(t *testing.T, k bindings.Kernels) (Group, []pocketllm.Matrix) {
-	mats := []pocketllm.Matrix{randomMatrix("a", 12, 10, 1), randomMatrix("b", 8, 10, 2)}
+func smallVQ(t *testing.T, k bindings.Kernels) (Group, []matrix.Matrix) {
+	mats := []matrix.Matrix{randomMatrix("a", 12, 10, 1), randomMatrix("b", 8, 10, 2)}
 	res, err := vq.Compress(k, mats, vq.Settings{Dim: 4, K: 16, Seed: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +72,7 @@ func smallVQ(t *testing.T, k bindings.Kernels) (Group, []pocketllm.Matrix) {
 // differences of that loss in every parameter.
 func TestBackwardMatchesFiniteDifferences(t *testing.T) {
 	k := bindings.Go()
-	for name, build := range map[string]func(*testing.T, bindings.Kernels) (Group, []pocketllm.Matrix){"pocketllm": smallPocketLLM, "vq": smallVQ} {
+	for name, build := range map[string]func(*testing.T, bindings.Kernels) (Group, []matrix.Matrix){"pocketllm": smallPocketLLM, "vq": smallVQ} {
 		t.Run(name, func(t *testing.T) {
 			g, _ := build(t, k)
 			switch x := g.(type) {
@@ -134,7 +135,7 @@ func TestBackwardMatchesFiniteDifferences(t *testing.T) {
 // the run is deterministic.
 func TestTuneLowersOutputError(t *testing.T) {
 	k := bindings.Go()
-	for name, build := range map[string]func(*testing.T, bindings.Kernels) (Group, []pocketllm.Matrix){"pocketllm": smallPocketLLM, "vq": smallVQ} {
+	for name, build := range map[string]func(*testing.T, bindings.Kernels) (Group, []matrix.Matrix){"pocketllm": smallPocketLLM, "vq": smallVQ} {
 		t.Run(name, func(t *testing.T) {
 			run := func() (Outcome, [][]float32) {
 				g, mats := build(t, k)
@@ -183,7 +184,7 @@ func TestTuneLowersOutputError(t *testing.T) {
 // assignment ignores the correlation).
 func TestIndexUpdatesLowerOutputError(t *testing.T) {
 	k := bindings.Go()
-	for name, build := range map[string]func(*testing.T, bindings.Kernels) (Group, []pocketllm.Matrix){"pocketllm": smallPocketLLM, "vq": smallVQ} {
+	for name, build := range map[string]func(*testing.T, bindings.Kernels) (Group, []matrix.Matrix){"pocketllm": smallPocketLLM, "vq": smallVQ} {
 		t.Run(name, func(t *testing.T) {
 			g, mats := build(t, k)
 			obj, err := NewOutputError(k, [][]float32{mats[0].Data, mats[1].Data}, g.Shapes(), [][]float64{randomSecond(10, 1), randomSecond(10, 2)})

@@ -25,7 +25,7 @@ import (
 	"fmt"
 	"math"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 )
 
 // The constants run.c hard-codes; a model that needs others cannot be
@@ -97,8 +97,8 @@ func (c Config) Validate() error {
 }
 
 // LlamaConfig returns the Hugging Face configuration of the model.
-func (c Config) LlamaConfig() ckpt.LlamaConfig {
-	return ckpt.LlamaConfig{
+func (c Config) LlamaConfig() formatbase.LlamaConfig {
+	return formatbase.LlamaConfig{
 		ModelType:             "llama",
 		HiddenSize:            c.Dim,
 		IntermediateSize:      c.HiddenDim,
@@ -118,7 +118,7 @@ func (c Config) LlamaConfig() ckpt.LlamaConfig {
 // shared when the embeddings are tied. A zero num_key_value_heads means
 // num_attention_heads; a zero rms_norm_eps or rope_theta means run.c's. A
 // configuration run.c would compute differently is an error.
-func ConfigFromLlama(lc ckpt.LlamaConfig) (Config, error) {
+func ConfigFromLlama(lc formatbase.LlamaConfig) (Config, error) {
 	c := Config{
 		Dim: lc.HiddenSize, HiddenDim: lc.IntermediateSize, NLayers: lc.NumHiddenLayers,
 		NHeads: lc.NumAttentionHeads, NKVHeads: lc.NumKeyValueHeads, VocabSize: lc.VocabSize,
@@ -146,7 +146,7 @@ func (c Config) ConfigJSON() []byte {
 		Architectures []string `json:"architectures"`
 		HiddenAct     string   `json:"hidden_act"`
 		TorchDType    string   `json:"torch_dtype"`
-		ckpt.LlamaConfig
+		formatbase.LlamaConfig
 	}{[]string{"LlamaForCausalLM"}, "silu", "float32", lc}, "", "  ")
 	if err != nil {
 		panic(err) // plain ints, floats and strings always marshal
@@ -195,11 +195,11 @@ func (c Config) FileSize() (int64, error) {
 		if g.perLayer {
 			shape = append([]int{c.NLayers}, shape...)
 		}
-		n, err := ckpt.TensorInfo{Name: g.name, DType: ckpt.F32, Shape: shape}.ByteLen()
+		n, err := formatbase.TensorInfo{Name: g.name, DType: formatbase.F32, Shape: shape}.ByteLen()
 		if err != nil {
 			return 0, err
 		}
-		if size += n; size > ckpt.MaxTensorBytes {
+		if size += n; size > formatbase.MaxTensorBytes {
 			return 0, errors.New("implied file size is absurdly large")
 		}
 	}
@@ -208,7 +208,7 @@ func (c Config) FileSize() (int64, error) {
 
 // entry is one Hugging Face tensor and where it lies in the file.
 type entry struct {
-	info   ckpt.TensorInfo
+	info   formatbase.TensorInfo
 	offset int64
 	heads  int
 }
@@ -219,7 +219,7 @@ func (c Config) layout() []entry {
 	var es []entry
 	off := int64(HeaderSize)
 	add := func(name string, g tensorGroup) {
-		info := ckpt.TensorInfo{Name: name, DType: ckpt.F32, Shape: g.shape}
+		info := formatbase.TensorInfo{Name: name, DType: formatbase.F32, Shape: g.shape}
 		es = append(es, entry{info: info, offset: off, heads: g.heads})
 		off += 4 * int64(info.NumElements())
 	}
@@ -237,9 +237,9 @@ func (c Config) layout() []entry {
 
 // Tensors returns the Hugging Face tensors of a model with this header, in
 // file order.
-func (c Config) Tensors() []ckpt.TensorInfo {
+func (c Config) Tensors() []formatbase.TensorInfo {
 	es := c.layout()
-	out := make([]ckpt.TensorInfo, len(es))
+	out := make([]formatbase.TensorInfo, len(es))
 	for i, e := range es {
 		out[i] = e.info
 	}

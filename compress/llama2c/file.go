@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 )
 
 // magicV1 opens the newer llama2.c exports (version 1 and 2): "ak42".
@@ -103,14 +103,14 @@ func (f *File) Path() string { return f.path }
 func (f *File) Config() Config { return f.cfg }
 
 // LlamaConfig returns the model's Hugging Face configuration.
-func (f *File) LlamaConfig() ckpt.LlamaConfig { return f.cfg.LlamaConfig() }
+func (f *File) LlamaConfig() formatbase.LlamaConfig { return f.cfg.LlamaConfig() }
 
 // ConfigJSON returns a Hugging Face config.json synthesized from the header.
 func (f *File) ConfigJSON() []byte { return f.cfg.ConfigJSON() }
 
 // Tensors returns the Hugging Face tensors in file order.
-func (f *File) Tensors() []ckpt.TensorInfo {
-	out := make([]ckpt.TensorInfo, len(f.entries))
+func (f *File) Tensors() []formatbase.TensorInfo {
+	out := make([]formatbase.TensorInfo, len(f.entries))
 	for i, e := range f.entries {
 		out[i] = e.info
 	}
@@ -118,10 +118,10 @@ func (f *File) Tensors() []ckpt.TensorInfo {
 }
 
 // Info returns the named tensor's description.
-func (f *File) Info(name string) (ckpt.TensorInfo, bool) {
+func (f *File) Info(name string) (formatbase.TensorInfo, bool) {
 	i, ok := f.index[name]
 	if !ok {
-		return ckpt.TensorInfo{}, false
+		return formatbase.TensorInfo{}, false
 	}
 	return f.entries[i].info, true
 }
@@ -155,7 +155,7 @@ func (f *File) Float32(name string) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ckpt.DecodeFloat32(ckpt.F32, raw)
+	return formatbase.DecodeFloat32(formatbase.F32, raw)
 }
 
 // Close closes the file.
@@ -163,8 +163,8 @@ func (f *File) Close() error { return f.f.Close() }
 
 // Write is WriteWith without Overwrite: an existing file at path is an
 // error.
-func Write(path string, cfg ckpt.LlamaConfig, get func(name string) ([]float32, error)) error {
-	return WriteWith(path, cfg, get, ckpt.WriteOptions{})
+func Write(path string, cfg formatbase.LlamaConfig, get func(name string) ([]float32, error)) error {
+	return WriteWith(path, cfg, get, formatbase.WriteOptions{})
 }
 
 // WriteWith writes a legacy (version 0) checkpoint that llama2.c's run.c
@@ -175,7 +175,7 @@ func Write(path string, cfg ckpt.LlamaConfig, get func(name string) ([]float32, 
 // are not tied, lm_head.weight. Only one tensor is held at a time. The file
 // is written to a temporary name beside path and renamed when complete; on
 // error nothing is left behind.
-func WriteWith(path string, cfg ckpt.LlamaConfig, get func(name string) ([]float32, error), opt ckpt.WriteOptions) error {
+func WriteWith(path string, cfg formatbase.LlamaConfig, get func(name string) ([]float32, error), opt formatbase.WriteOptions) error {
 	c, err := ConfigFromLlama(cfg)
 	if err != nil {
 		return fmt.Errorf("%s: llama2c: %w", path, err)
@@ -183,7 +183,7 @@ func WriteWith(path string, cfg ckpt.LlamaConfig, get func(name string) ([]float
 	if _, err := c.FileSize(); err != nil {
 		return fmt.Errorf("%s: llama2c: header (%v): %w", path, c, err)
 	}
-	out, err := ckpt.CreateOutput(path, opt)
+	out, err := formatbase.CreateOutput(path, opt)
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func WriteWith(path string, cfg ckpt.LlamaConfig, get func(name string) ([]float
 		if n := e.info.NumElements(); len(vals) != n {
 			return fmt.Errorf("%s: llama2c: tensor %q: got %d values, shape %v needs %d", path, e.info.Name, len(vals), e.info.Shape, n)
 		}
-		raw, err := ckpt.EncodeFloat32(ckpt.F32, vals)
+		raw, err := formatbase.EncodeFloat32(formatbase.F32, vals)
 		if err != nil {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 	"pocketllm-native/internal/sharedtest"
 )
 
@@ -50,7 +50,7 @@ func TestStories260K(t *testing.T) {
 	}
 	for name, shape := range shapes {
 		info, ok := f.Info(name)
-		if !ok || !cmp.Equal(info.Shape, shape) || info.DType != ckpt.F32 {
+		if !ok || !cmp.Equal(info.Shape, shape) || info.DType != formatbase.F32 {
 			t.Errorf("%s: %v %v, want F32 %v", name, ok, info, shape)
 		}
 	}
@@ -110,10 +110,10 @@ func TestPermuteRows(t *testing.T) {
 		for i := range w {
 			w[i] = r.Float32()
 		}
-		raw, _ := ckpt.EncodeFloat32(ckpt.F32, w)
+		raw, _ := formatbase.EncodeFloat32(formatbase.F32, w)
 		hf := make([]byte, len(raw))
 		permuteRows(hf, raw, c.heads, 4*c.cols, false)
-		got, _ := ckpt.DecodeFloat32(ckpt.F32, hf)
+		got, _ := formatbase.DecodeFloat32(formatbase.F32, hf)
 		if !cmp.Equal(got, oraclePermute(w, c.heads, rows, c.cols)) {
 			t.Errorf("%+v: permutation differs from transformers' permute", c)
 		}
@@ -236,12 +236,12 @@ func TestWriteErrors(t *testing.T) {
 		t.Fatalf("failed writes left %d files", len(entries))
 	}
 
-	for _, mod := range []func(*ckpt.LlamaConfig){
-		func(lc *ckpt.LlamaConfig) { lc.RMSNormEps = 1e-6 },
-		func(lc *ckpt.LlamaConfig) { lc.RopeTheta = 500000 },
-		func(lc *ckpt.LlamaConfig) { lc.ModelType = "mistral" },
-		func(lc *ckpt.LlamaConfig) { lc.NumAttentionHeads = 3 },
-		func(lc *ckpt.LlamaConfig) { lc.MaxPositionEmbeddings = 0 },
+	for _, mod := range []func(*formatbase.LlamaConfig){
+		func(lc *formatbase.LlamaConfig) { lc.RMSNormEps = 1e-6 },
+		func(lc *formatbase.LlamaConfig) { lc.RopeTheta = 500000 },
+		func(lc *formatbase.LlamaConfig) { lc.ModelType = "mistral" },
+		func(lc *formatbase.LlamaConfig) { lc.NumAttentionHeads = 3 },
+		func(lc *formatbase.LlamaConfig) { lc.MaxPositionEmbeddings = 0 },
 	} {
 		lc := c.LlamaConfig()
 		mod(&lc)
@@ -256,7 +256,7 @@ func TestWriteErrors(t *testing.T) {
 	if err := Write(path, c.LlamaConfig(), getter(vals)); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
 		t.Errorf("second Write: err = %v", err)
 	}
-	if err := WriteWith(path, c.LlamaConfig(), getter(vals), ckpt.WriteOptions{Overwrite: true}); err != nil {
+	if err := WriteWith(path, c.LlamaConfig(), getter(vals), formatbase.WriteOptions{Overwrite: true}); err != nil {
 		t.Errorf("overwrite: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/finetune"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pllm"
 	"pocketllm-native/compress/pocketllm"
@@ -387,7 +388,7 @@ func meta(src *checkpoint.Source, o CompressOptions, cal *Calibrated) pllm.Meta 
 // and, for tuning, its tunable form.
 type trained struct {
 	g    plannedGroup
-	mats []pocketllm.Matrix
+	mats []matrix.Matrix
 	pl   *pocketllm.Result
 	vq   *vq.Result
 	rtn  *pllm.Group // rtn groups are encoded at once: nothing in them is tuned
@@ -405,14 +406,14 @@ func trainGroup(src *checkpoint.Source, g plannedGroup, i, of int, o CompressOpt
 	}
 	emit(Event{Kind: "group"})
 	start := time.Now()
-	t := &trained{g: g, mats: make([]pocketllm.Matrix, len(g.Members))}
+	t := &trained{g: g, mats: make([]matrix.Matrix, len(g.Members))}
 	colWeights := cal.colWeights(o.Tuning)
 	for j, m := range g.Members {
 		data, err := src.Float32(m.Name)
 		if err != nil {
 			return nil, err
 		}
-		t.mats[j] = pocketllm.Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: data}
+		t.mats[j] = matrix.Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: data}
 		if colWeights != nil {
 			w, ok := colWeights[m.Name]
 			if !ok || len(w) != m.Cols {
@@ -516,12 +517,12 @@ type RTNParams struct {
 // trainVQ runs the vq baseline on a group; with calibration it weighs the
 // columns by the members' mean importance (vq learns one weighting per
 // group).
-func trainVQ(o CompressOptions, g plannedGroup, mats []pocketllm.Matrix) (*vq.Result, error) {
+func trainVQ(o CompressOptions, g plannedGroup, mats []matrix.Matrix) (*vq.Result, error) {
 	var w []float32
 	if mats[0].ColWeight != nil {
 		w = make([]float32, g.Cols())
 		for _, m := range mats {
-			for c, v := range pocketllm.NormalizedWeights(m.ColWeight) {
+			for c, v := range matrix.NormalizedWeights(m.ColWeight) {
 				w[c] += v / float32(len(mats))
 			}
 		}
@@ -542,7 +543,7 @@ func encodeVQ(g plan.Group, res *vq.Result) pllm.Group {
 }
 
 // compressRTN quantises the group's single matrix.
-func compressRTN(o CompressOptions, g plannedGroup, mats []pocketllm.Matrix) (pllm.Group, []float64, error) {
+func compressRTN(o CompressOptions, g plannedGroup, mats []matrix.Matrix) (pllm.Group, []float64, error) {
 	res, err := rtn.Compress(mats[0], o.RTN, mats[0].ColWeight)
 	if err != nil {
 		return pllm.Group{}, nil, err

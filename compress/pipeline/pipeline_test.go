@@ -10,8 +10,10 @@ import (
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/llama2c"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/internal/demomodel"
 	"pocketllm-native/internal/sharedtest"
 )
 
@@ -25,8 +27,23 @@ func fastOptions(in, out string, bits float64, share string) CompressOptions {
 	}
 }
 
-func TestStoriesRoundTrip(t *testing.T) {
-	src := sharedtest.Stories260K(t)
+// forEachModel runs f as a subtest on the demo's built-in model (its small
+// size), which every checkout has, and on stories260K, a real model that
+// only a checkout with ../shared has (that subtest skips without it).
+func forEachModel(t *testing.T, f func(t *testing.T, src string)) {
+	t.Run("demo", func(t *testing.T) {
+		src := filepath.Join(t.TempDir(), "demo")
+		if err := demomodel.Write(src, demomodel.Small, 1); err != nil {
+			t.Fatal(err)
+		}
+		f(t, src)
+	})
+	t.Run("stories260K", func(t *testing.T) { f(t, sharedtest.Stories260K(t)) })
+}
+
+func TestRoundTrip(t *testing.T) { forEachModel(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T, src string) {
 	dir := t.TempDir()
 	orig, err := checkpoint.Open(src)
 	if err != nil {
@@ -62,17 +79,30 @@ func TestStoriesRoundTrip(t *testing.T) {
 			t.Fatalf("%d groups, %d tensors; want 7 kinds and all %d tensors", len(rep.Groups), len(rep.Tensors), len(orig.Tensors))
 		}
 
-		// llama2.c output: same structure, every compressed matrix replaced, the rest identical.
-		bin := filepath.Join(dir, "s.bin")
-		if err := Decompress(DecompressOptions{In: out, Out: bin, Kernels: bindings.Go(), Force: true}); err != nil {
+		// The source's format: same structure, every compressed matrix
+		// replaced, the rest identical.
+		rebuilt := filepath.Join(dir, "rebuilt")
+		if err := Decompress(DecompressOptions{In: out, Out: rebuilt, Kernels: bindings.Go(), Force: true}); err != nil {
 			t.Fatal(err)
 		}
-		checkReconstruction(t, orig, bin, rep)
-		if a, b := fileSize(t, src), fileSize(t, bin); a != b {
-			t.Fatalf("llama2.c reconstruction is %d bytes, the original %d", b, a)
-		}
-		if _, err := llama2c.Open(bin); err != nil {
-			t.Fatal(err)
+		checkReconstruction(t, orig, rebuilt, rep)
+		if orig.Format == checkpoint.FormatLlama2c {
+			if a, b := fileSize(t, src), fileSize(t, rebuilt); a != b {
+				t.Fatalf("llama2.c reconstruction is %d bytes, the original %d", b, a)
+			}
+			if _, err := llama2c.Open(rebuilt); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			// A Hugging Face source also converts to llama2.c.
+			bin := filepath.Join(dir, "rebuilt.bin")
+			if err := Decompress(DecompressOptions{In: out, Out: bin, Format: FormatLlama2c, Kernels: bindings.Go(), Force: true}); err != nil {
+				t.Fatal(err)
+			}
+			checkReconstruction(t, orig, bin, rep)
+			if _, err := llama2c.Open(bin); err != nil {
+				t.Fatal(err)
+			}
 		}
 
 		// safetensors output in bf16.
@@ -89,8 +119,8 @@ func TestStoriesRoundTrip(t *testing.T) {
 				t.Errorf("%s is %s, asked for bf16", ti.Name, ti.DType)
 			}
 		}
-		if h.Config == nil || h.Config.HiddenSize != 64 || h.Config.NumHiddenLayers != 5 {
-			t.Errorf("reconstructed folder's config.json: %+v", h.Config)
+		if h.Config == nil || h.Config.HiddenSize != orig.Config.HiddenSize || h.Config.NumHiddenLayers != orig.Config.NumHiddenLayers {
+			t.Errorf("reconstructed folder's config.json: %+v, the original's %+v", h.Config, orig.Config)
 		}
 		h.Close()
 	}
@@ -130,7 +160,7 @@ func checkReconstruction(t *testing.T, orig *checkpoint.Source, path string, rep
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := pocketllm.NMSE(a, b)
+		e := matrix.NMSE(a, b)
 		want, compressed := nmse[ti.Name]
 		switch {
 		case !compressed && e != 0:
@@ -143,8 +173,9 @@ func checkReconstruction(t *testing.T, orig *checkpoint.Source, path string, rep
 	}
 }
 
-func TestCompressIsDeterministic(t *testing.T) {
-	src := sharedtest.Stories260K(t)
+func TestCompressIsDeterministic(t *testing.T) { forEachModel(t, testCompressIsDeterministic) }
+
+func testCompressIsDeterministic(t *testing.T, src string) {
 	dir := t.TempDir()
 	var files [][]byte
 	for i := 0; i < 2; i++ {
@@ -220,7 +251,10 @@ func TestBadInputLeavesNothing(t *testing.T) {
 }
 
 func TestDecompressRefusesCorruptContainer(t *testing.T) {
-	src := sharedtest.Stories260K(t)
+	forEachModel(t, testDecompressRefusesCorruptContainer)
+}
+
+func testDecompressRefusesCorruptContainer(t *testing.T, src string) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "s.pllm")
 	o := fastOptions(src, out, 4, plan.ShareKind)
@@ -260,7 +294,10 @@ func TestPaperExampleBits(t *testing.T) {
 }
 
 func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
-	src := sharedtest.Stories260K(t)
+	forEachModel(t, testMethodsRoundTripAndPlanTheirBytes)
+}
+
+func testMethodsRoundTripAndPlanTheirBytes(t *testing.T, src string) {
 	dir := t.TempDir()
 	orig, err := checkpoint.Open(src)
 	if err != nil {
@@ -294,7 +331,7 @@ func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
 				t.Errorf("%s group %s: planned %.4f bits per weight, wrote %.4f", method, g.Name, planned[i], g.BitsPerWeight)
 			}
 		}
-		bin := filepath.Join(dir, variant+".bin")
+		bin := filepath.Join(dir, variant+"-rebuilt")
 		if err := Decompress(DecompressOptions{In: o.Out, Out: bin, Kernels: bindings.Go()}); err != nil {
 			t.Fatalf("%s: %v", method, err)
 		}
@@ -302,8 +339,9 @@ func TestMethodsRoundTripAndPlanTheirBytes(t *testing.T) {
 	}
 }
 
-func TestNativeAndGoBackendsAgree(t *testing.T) {
-	src := sharedtest.Stories260K(t)
+func TestNativeAndGoBackendsAgree(t *testing.T) { forEachModel(t, testNativeAndGoBackendsAgree) }
+
+func testNativeAndGoBackendsAgree(t *testing.T, src string) {
 	cpu, _, err := bindings.Select(bindings.BackendCPU)
 	if err != nil {
 		if strings.Contains(os.Getenv("POCKETLLM_REQUIRE_BACKENDS"), "cpu") {

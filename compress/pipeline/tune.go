@@ -11,7 +11,7 @@ import (
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/finetune"
 	"pocketllm-native/compress/llama"
-	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/matrix"
 )
 
 // Objectives a group's compression can minimise.
@@ -191,7 +191,7 @@ func (t *trained) refresh(k bindings.Kernels) error {
 		return err
 	}
 	for i, m := range t.mats {
-		t.nmse[i] = pocketllm.NMSE(m.Data, w[i])
+		t.nmse[i] = matrix.NMSE(m.Data, w[i])
 	}
 	return nil
 }

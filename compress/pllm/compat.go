@@ -1,16 +1,16 @@
 package pllm
 
-import "pocketllm-native/compress/checkpoint/ckpt"
+import "pocketllm-native/compress/checkpoint/formatbase"
 
 // The container describes tensors with the checkpoint packages' types. They
 // are aliases, not copies: a checkpoint.TensorInfo is a pllm.TensorInfo.
-// pllm imports ckpt, the package below checkpoint that defines them, so that
+// pllm imports formatbase, the package below checkpoint that defines them, so that
 // checkpoint may one day open .pllm files without an import cycle.
 type (
 	// DType is a tensor element type, spelled as safetensors spells it.
-	DType = ckpt.DType
+	DType = formatbase.DType
 	// TensorInfo names a tensor, its dtype and shape.
-	TensorInfo = ckpt.TensorInfo
+	TensorInfo = formatbase.TensorInfo
 	// SideFile is a non-weight file carried with the model.
-	SideFile = ckpt.SideFile
+	SideFile = formatbase.SideFile
 )

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/compress/matrix"
 )
 
 // BenchmarkEpoch times one training epoch (every batch's passes and Adam
@@ -24,7 +25,7 @@ func BenchmarkEpoch(b *testing.B) {
 	for _, size := range [][2]int{{256, 1024}, {1024, 4096}} {
 		rows, cols := size[0], size[1]
 		rng := rand.New(rand.NewPCG(1, 2))
-		m := Matrix{Name: "bench", Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
+		m := matrix.Matrix{Name: "bench", Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
 		for i := range m.Data {
 			m.Data[i] = float32(0.02 * rng.NormFloat64())
 		}
@@ -33,7 +34,7 @@ func BenchmarkEpoch(b *testing.B) {
 		for _, k := range ks {
 			b.Run(fmt.Sprintf("%dx%d_d8_K4096/%s", rows, cols, k.Name()), func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
-					if _, err := TimeEpochs(k, []Matrix{m}, st); err != nil {
+					if _, err := TimeEpochs(k, []matrix.Matrix{m}, st); err != nil {
 						b.Fatal(err)
 					}
 				}

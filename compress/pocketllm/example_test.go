@@ -6,6 +6,7 @@ import (
 	"math/bits"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/pocketllm"
 )
 
@@ -18,7 +19,7 @@ func Example() {
 	defer bindings.Close(k)
 
 	// A 64x48 matrix with a little structure.
-	m := pocketllm.Matrix{Name: "w", Rows: 64, Cols: 48, Data: make([]float32, 64*48)}
+	m := matrix.Matrix{Name: "w", Rows: 64, Cols: 48, Data: make([]float32, 64*48)}
 	for r := 0; r < m.Rows; r++ {
 		for c := 0; c < m.Cols; c++ {
 			m.Data[r*m.Cols+c] = float32(math.Sin(float64(r)*0.3) * math.Cos(float64(c)*0.2))
@@ -27,7 +28,7 @@ func Example() {
 
 	st := pocketllm.DefaultSettings(4, 64) // sub-vectors of 4, 64 codewords
 	st.Epochs = 20
-	res, err := pocketllm.Compress(k, []pocketllm.Matrix{m}, st, nil)
+	res, err := pocketllm.Compress(k, []matrix.Matrix{m}, st, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -36,7 +37,7 @@ func Example() {
 		panic(err)
 	}
 	fmt.Printf("%d indices of %d bits, %d codewords\n", len(res.Indices), bits.Len(uint(res.Shape.K-1)), res.Shape.K)
-	fmt.Println("rebuilt error matches the report:", pocketllm.NMSE(m.Data, rebuilt[0]) == res.NMSE[0])
+	fmt.Println("rebuilt error matches the report:", matrix.NMSE(m.Data, rebuilt[0]) == res.NMSE[0])
 	fmt.Println("error below 10%:", res.NMSE[0] < 0.1)
 	// Output:
 	// 768 indices of 6 bits, 64 codewords

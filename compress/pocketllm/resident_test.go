@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/compress/matrix"
 )
 
 // cpuKernels opens the native CPU backend, which must offer resident
@@ -32,7 +33,7 @@ func cpuKernels(tb testing.TB) bindings.Kernels {
 
 func residentCases() []struct {
 	name string
-	mats []Matrix
+	mats []matrix.Matrix
 	st   Settings
 } {
 	weighted := lowRank("w", 40, 30, 2)
@@ -49,12 +50,12 @@ func residentCases() []struct {
 	narrow.Epochs, narrow.Latent, narrow.Lambda, narrow.BatchVectors = 5, 3, 0, 50
 	return []struct {
 		name string
-		mats []Matrix
+		mats []matrix.Matrix
 		st   Settings
 	}{
-		{"padded_weighted_refresh_beta", []Matrix{a, weighted}, refresh},
-		{"kmeans_init_skip", []Matrix{a, weighted}, skip},
-		{"latent3_lambda0_uneven_batches", []Matrix{lowRank("n", 37, 16, 3)}, narrow},
+		{"padded_weighted_refresh_beta", []matrix.Matrix{a, weighted}, refresh},
+		{"kmeans_init_skip", []matrix.Matrix{a, weighted}, skip},
+		{"latent3_lambda0_uneven_batches", []matrix.Matrix{lowRank("n", 37, 16, 3)}, narrow},
 	}
 }
 
@@ -119,7 +120,7 @@ func TestResidentMatchesPerCall(t *testing.T) {
 
 func TestResidentSwitch(t *testing.T) {
 	k := cpuKernels(t)
-	mats := []Matrix{lowRank("a", 8, 8, 1)}
+	mats := []matrix.Matrix{lowRank("a", 8, 8, 1)}
 	st := quick(4, 8)
 	tr := newTrainer(k, st, st.shape(8), make([]float32, 64), mats)
 	if _, ok := tr.resident(); !ok {
@@ -156,7 +157,7 @@ func BenchmarkResidentEpoch(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			var total time.Duration
 			for i := 0; i < b.N; i++ {
-				d, err := TimeEpochs(k, []Matrix{m}, st)
+				d, err := TimeEpochs(k, []matrix.Matrix{m}, st)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -15,6 +15,7 @@ import (
 
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/fp16"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/metanet"
 )
 
@@ -108,17 +109,6 @@ func (s Settings) shape(cols int) metanet.Shape {
 	return metanet.Shape{E: (cols + s.Dim - 1) / s.Dim, Dim: s.Dim, Latent: s.latent(), Hidden: s.Hidden, K: s.K, Skip: s.KMeansInit}
 }
 
-// Matrix is one weight matrix, [Rows, Cols] row-major.
-type Matrix struct {
-	Name       string
-	Rows, Cols int
-	Data       []float32
-	// ColWeight, when set, weighs each input column's squared error in the
-	// training loss (e.g. the mean square of that input's activation on
-	// calibration text); nil weighs every weight alike.
-	ColWeight []float32
-}
-
 // Progress reports one finished epoch.
 type Progress struct {
 	Epoch, Epochs int
@@ -147,7 +137,7 @@ type Result struct {
 // Compress trains a meta network on mats (which must share their column
 // count) and returns what is stored. It is deterministic for a seed, a
 // backend and the matrices' names.
-func Compress(k bindings.Kernels, mats []Matrix, st Settings, progress func(Progress)) (*Result, error) {
+func Compress(k bindings.Kernels, mats []matrix.Matrix, st Settings, progress func(Progress)) (*Result, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
@@ -162,7 +152,7 @@ func Compress(k bindings.Kernels, mats []Matrix, st Settings, progress func(Prog
 		if m.Rows < 1 || m.Cols < 1 || len(m.Data) != m.Rows*m.Cols {
 			return nil, fmt.Errorf("%s: %d values for a %dx%d matrix", m.Name, len(m.Data), m.Rows, m.Cols)
 		}
-		if err := CheckColWeight(m.ColWeight, m.Cols); err != nil {
+		if err := matrix.CheckColWeight(m.ColWeight, m.Cols); err != nil {
 			return nil, fmt.Errorf("%s: %w", m.Name, err)
 		}
 	}
@@ -190,7 +180,7 @@ func Compress(k bindings.Kernels, mats []Matrix, st Settings, progress func(Prog
 
 // nameStream derives the generator's stream from the members' names, so a
 // group's result does not depend on which groups were compressed before it.
-func nameStream(mats []Matrix) uint64 {
+func nameStream(mats []matrix.Matrix) uint64 {
 	h := fnv.New64a()
 	for _, m := range mats {
 		h.Write([]byte(m.Name))
@@ -201,7 +191,7 @@ func nameStream(mats []Matrix) uint64 {
 
 // subVectors scales each matrix by its RMS and lays its rows out as E
 // zero-padded sub-vectors each: [rows_total*E, Dim].
-func subVectors(mats []Matrix, s metanet.Shape) ([]float32, []float32, error) {
+func subVectors(mats []matrix.Matrix, s metanet.Shape) ([]float32, []float32, error) {
 	rowLen := s.E * s.Dim
 	total := 0
 	for _, m := range mats {
@@ -259,7 +249,7 @@ type trainer struct {
 // leaves the NMSE near 0.68 after 50 epochs; 64 steps per epoch bring it to 0.16.)
 func AutoBatch(subVectors int) int { return max(1, min(16384, subVectors/64)) }
 
-func newTrainer(k bindings.Kernels, st Settings, shape metanet.Shape, x []float32, mats []Matrix) *trainer {
+func newTrainer(k bindings.Kernels, st Settings, shape metanet.Shape, x []float32, mats []matrix.Matrix) *trainer {
 	rowLen := shape.E * shape.Dim
 	t := &trainer{k: k, st: st, shape: shape, x: x, rows: len(x) / rowLen, cols: mats[0].Cols}
 	for mi, m := range mats {
@@ -268,7 +258,7 @@ func newTrainer(k bindings.Kernels, st Settings, shape metanet.Shape, x []float3
 			w[c] = 1
 		}
 		if m.ColWeight != nil {
-			copy(w, NormalizedWeights(m.ColWeight))
+			copy(w, matrix.NormalizedWeights(m.ColWeight))
 		}
 		t.memberW = append(t.memberW, w)
 		for r := 0; r < m.Rows; r++ {
@@ -276,44 +266,6 @@ func newTrainer(k bindings.Kernels, st Settings, shape metanet.Shape, x []float3
 		}
 	}
 	return t
-}
-
-// NormalizedWeights scales importances to mean 1, so a weighted loss has
-// the scale of the plain MSE and one learning rate serves both.
-func NormalizedWeights(w []float32) []float32 {
-	var s float64
-	for _, v := range w {
-		s += float64(v)
-	}
-	out := make([]float32, len(w))
-	for i, v := range w {
-		out[i] = float32(float64(v) * float64(len(w)) / s)
-	}
-	return out
-}
-
-// CheckColWeight reports column weights w for a matrix of cols columns
-// that are neither nil nor cols finite non-negative values with a positive
-// sum (what NormalizedWeights needs). The message names no matrix; callers
-// add that.
-func CheckColWeight(w []float32, cols int) error {
-	if w == nil {
-		return nil
-	}
-	if len(w) != cols {
-		return fmt.Errorf("%d column weights for %d columns", len(w), cols)
-	}
-	var sum float64
-	for c, v := range w {
-		if !(v >= 0) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("column weight %v at column %d: need a finite value >= 0", v, c)
-		}
-		sum += float64(v)
-	}
-	if sum == 0 {
-		return fmt.Errorf("column weights are all zero")
-	}
-	return nil
 }
 
 // rowWeights is the loss weight row of row r.
@@ -426,7 +378,7 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 // finish rounds the best parameters to their stored precision, assigns
 // every sub-vector with the rounded codebook and measures what reconstruction
 // will give.
-func (t *trainer) finish(res *Result, mats []Matrix) error {
+func (t *trainer) finish(res *Result, mats []matrix.Matrix) error {
 	s := t.shape
 	v := s.ViewsOf(t.best)
 	roundF16(v.Codebook)
@@ -464,12 +416,12 @@ func (t *trainer) finish(res *Result, mats []Matrix) error {
 		return err
 	}
 	for i, m := range mats {
-		res.NMSE[i] = NMSE(m.Data, out[i])
+		res.NMSE[i] = matrix.NMSE(m.Data, out[i])
 	}
 	return nil
 }
 
-func shapesOf(mats []Matrix) [][2]int {
+func shapesOf(mats []matrix.Matrix) [][2]int {
 	sh := make([][2]int, len(mats))
 	for i, m := range mats {
 		sh[i] = [2]int{m.Rows, m.Cols}
@@ -483,28 +435,11 @@ func roundF16(p []float32) {
 	}
 }
 
-// NMSE is ||ref - got||^2 / ||ref||^2 (0 when both are zero).
-func NMSE(ref, got []float32) float64 {
-	var num, den float64
-	for i, r := range ref {
-		d := float64(r) - float64(got[i])
-		num += d * d
-		den += float64(r) * float64(r)
-	}
-	if den == 0 {
-		if num == 0 {
-			return 0
-		}
-		return math.Inf(1)
-	}
-	return num / den
-}
-
 // TimeEpochs trains a meta network on mats for st.Epochs epochs (each with
 // its full-pass measurement, as Compress does) and returns the time taken,
 // without the final rounding and reconstruction: the figure benchmarks report
 // as "one training epoch".
-func TimeEpochs(k bindings.Kernels, mats []Matrix, st Settings) (time.Duration, error) {
+func TimeEpochs(k bindings.Kernels, mats []matrix.Matrix, st Settings) (time.Duration, error) {
 	if err := st.Validate(); err != nil {
 		return 0, err
 	}

@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/compress/matrix"
 )
 
 // lowRank makes a matrix with structure a codebook can learn: a sum of a few
 // outer products plus a little noise.
-func lowRank(name string, rows, cols int, seed uint64) Matrix {
+func lowRank(name string, rows, cols int, seed uint64) matrix.Matrix {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	const rank = 3
 	u := make([]float64, rows*rank)
@@ -21,7 +22,7 @@ func lowRank(name string, rows, cols int, seed uint64) Matrix {
 	for i := range v {
 		v[i] = rng.NormFloat64()
 	}
-	m := Matrix{Name: name, Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
+	m := matrix.Matrix{Name: name, Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
 	for r := 0; r < rows; r++ {
 		for c := 0; c < cols; c++ {
 			var s float64
@@ -44,7 +45,7 @@ func quick(dim, k int) Settings {
 
 func TestCompressLearnsAndIsDeterministic(t *testing.T) {
 	k := bindings.Go()
-	mats := []Matrix{lowRank("a", 48, 30, 1), lowRank("b", 40, 30, 2)} // 30 % 4 != 0: padded rows
+	mats := []matrix.Matrix{lowRank("a", 48, 30, 1), lowRank("b", 40, 30, 2)} // 30 % 4 != 0: padded rows
 	st := quick(4, 64)
 	var epochs []Progress
 	res, err := Compress(k, mats, st, func(p Progress) { epochs = append(epochs, p) })
@@ -85,7 +86,7 @@ func TestCompressLearnsAndIsDeterministic(t *testing.T) {
 
 func TestReconstructMatchesReportedError(t *testing.T) {
 	k := bindings.Go()
-	mats := []Matrix{lowRank("m", 32, 16, 3)}
+	mats := []matrix.Matrix{lowRank("m", 32, 16, 3)}
 	res, err := Compress(k, mats, quick(4, 32), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ func TestReconstructMatchesReportedError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := NMSE(mats[0].Data, out[0]); got != res.NMSE[0] {
+	if got := matrix.NMSE(mats[0].Data, out[0]); got != res.NMSE[0] {
 		t.Fatalf("reconstruction NMSE %v, reported %v", got, res.NMSE[0])
 	}
 	// Larger codebooks should not reconstruct worse on the same data.
@@ -109,7 +110,7 @@ func TestReconstructMatchesReportedError(t *testing.T) {
 
 func TestKMeansRefreshReseedsDeadCodewords(t *testing.T) {
 	k := bindings.Go()
-	mats := []Matrix{lowRank("m", 64, 16, 4)}
+	mats := []matrix.Matrix{lowRank("m", 64, 16, 4)}
 	st := quick(4, 128)
 	st.KMeansEvery = 2
 	res, err := Compress(k, mats, st, nil)
@@ -126,16 +127,16 @@ func TestCompressRefusesBadInput(t *testing.T) {
 	nan := lowRank("w", 4, 8, 5)
 	nan.Data[9] = float32(nanValue())
 	cases := map[string]struct {
-		mats []Matrix
+		mats []matrix.Matrix
 		st   Settings
 	}{
-		"nan weight":     {[]Matrix{nan}, quick(4, 8)},
-		"mixed widths":   {[]Matrix{lowRank("a", 4, 8, 1), lowRank("b", 4, 12, 1)}, quick(4, 8)},
-		"codebook of 1":  {[]Matrix{lowRank("a", 4, 8, 1)}, quick(4, 1)},
-		"zero epochs":    {[]Matrix{lowRank("a", 4, 8, 1)}, func() Settings { s := quick(4, 8); s.Epochs = 0; return s }()},
+		"nan weight":     {[]matrix.Matrix{nan}, quick(4, 8)},
+		"mixed widths":   {[]matrix.Matrix{lowRank("a", 4, 8, 1), lowRank("b", 4, 12, 1)}, quick(4, 8)},
+		"codebook of 1":  {[]matrix.Matrix{lowRank("a", 4, 8, 1)}, quick(4, 1)},
+		"zero epochs":    {[]matrix.Matrix{lowRank("a", 4, 8, 1)}, func() Settings { s := quick(4, 8); s.Epochs = 0; return s }()},
 		"no matrices":    {nil, quick(4, 8)},
-		"short data":     {[]Matrix{{Name: "s", Rows: 2, Cols: 2, Data: []float32{1}}}, quick(4, 8)},
-		"negative decay": {[]Matrix{lowRank("a", 4, 8, 1)}, func() Settings { s := quick(4, 8); s.DecayFactor = -1; return s }()},
+		"short data":     {[]matrix.Matrix{{Name: "s", Rows: 2, Cols: 2, Data: []float32{1}}}, quick(4, 8)},
+		"negative decay": {[]matrix.Matrix{lowRank("a", 4, 8, 1)}, func() Settings { s := quick(4, 8); s.DecayFactor = -1; return s }()},
 	}
 	for name, c := range cases {
 		if _, err := Compress(k, c.mats, c.st, nil); err == nil {
@@ -163,8 +164,8 @@ func TestColumnWeightsSteerTheError(t *testing.T) {
 		}
 		return num / den
 	}
-	errOf := func(m Matrix) float64 {
-		res, err := Compress(k, []Matrix{m}, quick(4, 16), nil)
+	errOf := func(m matrix.Matrix) float64 {
+		res, err := Compress(k, []matrix.Matrix{m}, quick(4, 16), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +191,7 @@ func TestColumnWeightsSteerTheError(t *testing.T) {
 
 func TestRefineNeverRaisesTheError(t *testing.T) {
 	k := bindings.Go()
-	mats := []Matrix{lowRank("a", 40, 18, 11), lowRank("b", 24, 18, 12)}
+	mats := []matrix.Matrix{lowRank("a", 40, 18, 11), lowRank("b", 24, 18, 12)}
 	st := quick(4, 32)
 	plain, err := Compress(k, mats, st, nil)
 	if err != nil {
@@ -212,7 +213,7 @@ func TestRefineNeverRaisesTheError(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, m := range mats {
-		if got := NMSE(m.Data, out[i]); got != refined.NMSE[i] {
+		if got := matrix.NMSE(m.Data, out[i]); got != refined.NMSE[i] {
 			t.Fatalf("%s: reconstruction NMSE %v, reported %v", m.Name, got, refined.NMSE[i])
 		}
 	}
@@ -220,7 +221,7 @@ func TestRefineNeverRaisesTheError(t *testing.T) {
 
 func TestKMeansInitStartsFromVectorQuantisation(t *testing.T) {
 	k := bindings.Go()
-	mats := []Matrix{lowRank("a", 48, 20, 21), lowRank("b", 32, 20, 22)}
+	mats := []matrix.Matrix{lowRank("a", 48, 20, 21), lowRank("b", 32, 20, 22)}
 	st := quick(4, 32)
 	st.KMeansInit = true
 	// A learning rate that wrecks training: the kept parameters must be the
@@ -251,7 +252,7 @@ func TestKMeansInitStartsFromVectorQuantisation(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, m := range mats {
-		if got := NMSE(m.Data, out[i]); got != trained.NMSE[i] {
+		if got := matrix.NMSE(m.Data, out[i]); got != trained.NMSE[i] {
 			t.Fatalf("%s: reconstruction NMSE %v, reported %v", m.Name, got, trained.NMSE[i])
 		}
 	}

@@ -50,7 +50,7 @@ import (
 	"math"
 
 	"pocketllm-native/compress/fp16"
-	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/matrix"
 )
 
 // DefaultShrinks is the number of candidate clipping ranges tried per group
@@ -112,7 +112,7 @@ func Cost(rows, cols int, st Settings) int64 {
 
 // Compress quantises m. colWeight is nil (every column counts the same) or
 // one finite, non-negative importance per input column, not all zero.
-func Compress(m pocketllm.Matrix, st Settings, colWeight []float32) (*Result, error) {
+func Compress(m matrix.Matrix, st Settings, colWeight []float32) (*Result, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func Compress(m pocketllm.Matrix, st Settings, colWeight []float32) (*Result, er
 			return nil, fmt.Errorf("rtn: %s: non-finite weight %v at row %d, column %d", m.Name, v, i/m.Cols, i%m.Cols)
 		}
 	}
-	if err := pocketllm.CheckColWeight(colWeight, m.Cols); err != nil {
+	if err := matrix.CheckColWeight(colWeight, m.Cols); err != nil {
 		return nil, fmt.Errorf("rtn: %s: %w", m.Name, err)
 	}
 	gpr := GroupsPerRow(m.Cols, st.GroupSize)
@@ -151,7 +151,7 @@ func Compress(m pocketllm.Matrix, st Settings, colWeight []float32) (*Result, er
 			res.Scales[fg], res.Offsets[fg] = s, o
 		}
 	}
-	res.NMSE = pocketllm.NMSE(m.Data, Reconstruct(res))
+	res.NMSE = matrix.NMSE(m.Data, Reconstruct(res))
 	return res, nil
 }
 

@@ -8,12 +8,12 @@ import (
 
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/fp16"
-	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/internal/sharedtest"
 )
 
-func mat(name string, rows, cols int, data ...float32) pocketllm.Matrix {
-	return pocketllm.Matrix{Name: name, Rows: rows, Cols: cols, Data: data}
+func mat(name string, rows, cols int, data ...float32) matrix.Matrix {
+	return matrix.Matrix{Name: name, Rows: rows, Cols: cols, Data: data}
 }
 
 func f16(v float32) float32 { return fp16.ToFloat32(fp16.FromFloat32(v)) }
@@ -49,7 +49,7 @@ func TestHandChecked(t *testing.T) {
 			t.Errorf("w[%d] = %v, want %v", i, got[i], want[i])
 		}
 	}
-	if n := pocketllm.NMSE(m.Data, got); res.NMSE != n || math.IsNaN(n) {
+	if n := matrix.NMSE(m.Data, got); res.NMSE != n || math.IsNaN(n) {
 		t.Errorf("reported NMSE %v, reconstruction gives %v", res.NMSE, n)
 	}
 }
@@ -79,7 +79,7 @@ func TestConstantAndZeroMatrices(t *testing.T) {
 
 // plainRTN is an independent min/max round-to-nearest: scale and offset
 // rounded to fp16 first, codes from the rounded values.
-func plainRTN(m pocketllm.Matrix, bits, g int) []float32 {
+func plainRTN(m matrix.Matrix, bits, g int) []float32 {
 	qmax := float64(int(1)<<bits - 1)
 	out := make([]float32, len(m.Data))
 	for r := 0; r < m.Rows; r++ {
@@ -103,7 +103,7 @@ func plainRTN(m pocketllm.Matrix, bits, g int) []float32 {
 	return out
 }
 
-func gaussian(rows, cols int, seed uint64) pocketllm.Matrix {
+func gaussian(rows, cols int, seed uint64) matrix.Matrix {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	m := mat("gauss", rows, cols, make([]float32, rows*cols)...)
 	for i := range m.Data {
@@ -114,7 +114,7 @@ func gaussian(rows, cols int, seed uint64) pocketllm.Matrix {
 
 // heavyTailed draws Student-t values with 3 degrees of freedom: LLM weights'
 // outliers make min/max ranges too wide.
-func heavyTailed(rows, cols int, seed uint64) pocketllm.Matrix {
+func heavyTailed(rows, cols int, seed uint64) matrix.Matrix {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	m := mat("heavy", rows, cols, make([]float32, rows*cols)...)
 	for i := range m.Data {
@@ -129,7 +129,7 @@ func heavyTailed(rows, cols int, seed uint64) pocketllm.Matrix {
 }
 
 func TestPlainEqualsMinMaxAndSearchIsNoWorse(t *testing.T) {
-	for _, m := range []pocketllm.Matrix{gaussian(40, 100, 1), heavyTailed(40, 100, 2)} {
+	for _, m := range []matrix.Matrix{gaussian(40, 100, 1), heavyTailed(40, 100, 2)} {
 		for _, st := range []Settings{{Bits: 4, GroupSize: 32}, {Bits: 3, GroupSize: 64}, {Bits: 2, GroupSize: 16}} {
 			plain := st
 			plain.Shrinks = 1
@@ -214,7 +214,7 @@ func TestRefusesBadInput(t *testing.T) {
 	good := gaussian(2, 4, 5)
 	nan := float32(math.NaN())
 	for _, c := range []struct {
-		m    pocketllm.Matrix
+		m    matrix.Matrix
 		st   Settings
 		cw   []float32
 		want string
@@ -247,7 +247,7 @@ func TestStories260K(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	var mats []pocketllm.Matrix
+	var mats []matrix.Matrix
 	for _, ti := range src.Tensors {
 		if !strings.HasSuffix(ti.Name, "_proj.weight") {
 			continue
@@ -256,7 +256,7 @@ func TestStories260K(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mats = append(mats, pocketllm.Matrix{Name: ti.Name, Rows: ti.Shape[0], Cols: ti.Shape[1], Data: data})
+		mats = append(mats, matrix.Matrix{Name: ti.Name, Rows: ti.Shape[0], Cols: ti.Shape[1], Data: data})
 	}
 	if len(mats) != 35 {
 		t.Fatalf("%d projections, want 35", len(mats))

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 )
 
 // File is an open safetensors file whose header has been validated. Tensor
@@ -81,8 +81,8 @@ func (f *File) Path() string { return f.path }
 func (f *File) Tensors() []Tensor { return f.header.Tensors }
 
 // Infos returns the tensor descriptions in file order.
-func (f *File) Infos() []ckpt.TensorInfo {
-	out := make([]ckpt.TensorInfo, len(f.header.Tensors))
+func (f *File) Infos() []formatbase.TensorInfo {
+	out := make([]formatbase.TensorInfo, len(f.header.Tensors))
 	for i, t := range f.header.Tensors {
 		out[i] = t.TensorInfo
 	}
@@ -139,7 +139,7 @@ func (f *File) Float32(name string) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := ckpt.DecodeFloat32(t.DType, raw)
+	v, err := formatbase.DecodeFloat32(t.DType, raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: tensor %q: %w", f.path, name, err)
 	}

@@ -33,7 +33,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 )
 
 // MaxHeaderLen bounds the JSON header (100 MiB), so a corrupt length cannot
@@ -47,7 +47,7 @@ const MetadataKey = "__metadata__"
 // range [Begin, End) of its data, relative to the start of the data area
 // (the header's "data_offsets").
 type Tensor struct {
-	ckpt.TensorInfo
+	formatbase.TensorInfo
 	Begin, End int64
 }
 
@@ -217,7 +217,7 @@ func (p *parser) metadata() (map[string]string, error) {
 }
 
 func (p *parser) tensor(name string) (Tensor, error) {
-	t := Tensor{TensorInfo: ckpt.TensorInfo{Name: name}}
+	t := Tensor{TensorInfo: formatbase.TensorInfo{Name: name}}
 	var haveDType, haveShape, haveOffsets bool
 	err := p.object(func(key string) error {
 		switch key {
@@ -230,7 +230,7 @@ func (p *parser) tensor(name string) (Tensor, error) {
 			if !ok {
 				return fmt.Errorf("dtype is %s, not a string", describe(tok))
 			}
-			t.DType, haveDType = ckpt.DType(s), true
+			t.DType, haveDType = formatbase.DType(s), true
 			if _, known := t.DType.Size(); !known {
 				return fmt.Errorf("unsupported dtype %q", s)
 			}
@@ -290,7 +290,7 @@ func (p *parser) ints(what string) ([]int64, error) {
 			return nil, fmt.Errorf("%s holds %s, not an integer", what, describe(tok))
 		}
 		v, err := strconv.ParseInt(string(num), 10, 64)
-		if err != nil || v < 0 || v > ckpt.MaxTensorBytes {
+		if err != nil || v < 0 || v > formatbase.MaxTensorBytes {
 			return nil, fmt.Errorf("%s holds %s, not an integer in [0, 2^56]", what, num)
 		}
 		out = append(out, v)

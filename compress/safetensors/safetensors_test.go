@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 )
 
 // fileBytes assembles a safetensors file from a header and data, the way
@@ -47,9 +47,9 @@ func f32bytes(vs ...float32) []byte {
 func TestWriterGoldenBytes(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "golden.safetensors")
-	w, err := Create(path, []ckpt.TensorInfo{
-		{Name: "b", DType: ckpt.F32, Shape: []int{2}},
-		{Name: "a<1>", DType: ckpt.U8, Shape: []int{3}},
+	w, err := Create(path, []formatbase.TensorInfo{
+		{Name: "b", DType: formatbase.F32, Shape: []int{2}},
+		{Name: "a<1>", DType: formatbase.U8, Shape: []int{3}},
 	}, map[string]string{"format": "pt"})
 	if err != nil {
 		t.Fatal(err)
@@ -83,13 +83,13 @@ func TestWriterGoldenBytes(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	infos := []ckpt.TensorInfo{
-		{Name: "model.embed_tokens.weight", DType: ckpt.F32, Shape: []int{3, 2}},
-		{Name: "scalar", DType: ckpt.I64, Shape: []int{}},
-		{Name: "empty", DType: ckpt.F16, Shape: []int{0, 4}},
-		{Name: "half", DType: ckpt.F16, Shape: []int{2}},
-		{Name: "brain", DType: ckpt.BF16, Shape: []int{1, 2}},
-		{Name: "bytes", DType: ckpt.U8, Shape: []int{5}},
+	infos := []formatbase.TensorInfo{
+		{Name: "model.embed_tokens.weight", DType: formatbase.F32, Shape: []int{3, 2}},
+		{Name: "scalar", DType: formatbase.I64, Shape: []int{}},
+		{Name: "empty", DType: formatbase.F16, Shape: []int{0, 4}},
+		{Name: "half", DType: formatbase.F16, Shape: []int{2}},
+		{Name: "brain", DType: formatbase.BF16, Shape: []int{1, 2}},
+		{Name: "bytes", DType: formatbase.U8, Shape: []int{5}},
 	}
 	data := map[string][]byte{
 		"model.embed_tokens.weight": f32bytes(1, 2, 3, 4, 5, 6),
@@ -278,15 +278,15 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 func TestWriterMisuse(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.safetensors")
-	infos := []ckpt.TensorInfo{{Name: "a", DType: ckpt.U8, Shape: []int{2}}, {Name: "b", DType: ckpt.U8, Shape: []int{1}}}
+	infos := []formatbase.TensorInfo{{Name: "a", DType: formatbase.U8, Shape: []int{2}}, {Name: "b", DType: formatbase.U8, Shape: []int{1}}}
 
-	for _, bad := range [][]ckpt.TensorInfo{
-		{{Name: "a", DType: ckpt.U8, Shape: []int{1}}, {Name: "a", DType: ckpt.U8, Shape: []int{1}}},
-		{{Name: "", DType: ckpt.U8}},
-		{{Name: MetadataKey, DType: ckpt.U8}},
+	for _, bad := range [][]formatbase.TensorInfo{
+		{{Name: "a", DType: formatbase.U8, Shape: []int{1}}, {Name: "a", DType: formatbase.U8, Shape: []int{1}}},
+		{{Name: "", DType: formatbase.U8}},
+		{{Name: MetadataKey, DType: formatbase.U8}},
 		{{Name: "x", DType: "F31"}},
-		{{Name: "x", DType: ckpt.U8, Shape: []int{-1}}},
-		{{Name: "bad\xff", DType: ckpt.U8}},
+		{{Name: "x", DType: formatbase.U8, Shape: []int{-1}}},
+		{{Name: "bad\xff", DType: formatbase.U8}},
 	} {
 		if w, err := Create(path, bad, nil); err == nil {
 			w.Abort()
@@ -332,8 +332,8 @@ func TestWriterMisuse(t *testing.T) {
 func TestWriterOverwrite(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.safetensors")
-	infos := []ckpt.TensorInfo{{Name: "a", DType: ckpt.U8, Shape: []int{1}}}
-	write := func(opt ckpt.WriteOptions, v byte) error {
+	infos := []formatbase.TensorInfo{{Name: "a", DType: formatbase.U8, Shape: []int{1}}}
+	write := func(opt formatbase.WriteOptions, v byte) error {
 		w, err := CreateWith(path, infos, nil, opt)
 		if err != nil {
 			return err
@@ -344,13 +344,13 @@ func TestWriterOverwrite(t *testing.T) {
 		}
 		return w.Close()
 	}
-	if err := write(ckpt.WriteOptions{}, 1); err != nil {
+	if err := write(formatbase.WriteOptions{}, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := write(ckpt.WriteOptions{}, 2); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
+	if err := write(formatbase.WriteOptions{}, 2); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
 		t.Fatalf("second write without Overwrite: %v", err)
 	}
-	if err := write(ckpt.WriteOptions{Overwrite: true}, 3); err != nil {
+	if err := write(formatbase.WriteOptions{Overwrite: true}, 3); err != nil {
 		t.Fatal(err)
 	}
 	f, err := Open(path)

@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"pocketllm-native/compress/checkpoint/ckpt"
+	"pocketllm-native/compress/checkpoint/formatbase"
 )
 
 // Writer streams a safetensors file. Every tensor is declared up front, so
 // the header, with exact offsets, is written first and each tensor's bytes
 // go straight to disk: memory holds one tensor at a time, never the model.
 type Writer struct {
-	out     *ckpt.Output
+	out     *formatbase.Output
 	tensors []Tensor
 	next    int
 	err     error // sticky I/O error
@@ -21,8 +21,8 @@ type Writer struct {
 
 // Create is CreateWith without Overwrite: an existing file at path is an
 // error.
-func Create(path string, tensors []ckpt.TensorInfo, metadata map[string]string) (*Writer, error) {
-	return CreateWith(path, tensors, metadata, ckpt.WriteOptions{})
+func Create(path string, tensors []formatbase.TensorInfo, metadata map[string]string) (*Writer, error) {
+	return CreateWith(path, tensors, metadata, formatbase.WriteOptions{})
 }
 
 // CreateWith starts a safetensors file holding tensors, in the given order,
@@ -30,7 +30,7 @@ func Create(path string, tensors []ckpt.TensorInfo, metadata map[string]string) 
 // then passed to Write in that same order, and Close moves the finished file
 // to path. Names must be unique, non-empty, valid UTF-8 and not
 // "__metadata__"; dtypes must be known.
-func CreateWith(path string, tensors []ckpt.TensorInfo, metadata map[string]string, opt ckpt.WriteOptions) (*Writer, error) {
+func CreateWith(path string, tensors []formatbase.TensorInfo, metadata map[string]string, opt formatbase.WriteOptions) (*Writer, error) {
 	ts := make([]Tensor, len(tensors))
 	seen := make(map[string]bool, len(tensors))
 	var pos int64
@@ -48,8 +48,8 @@ func CreateWith(path string, tensors []ckpt.TensorInfo, metadata map[string]stri
 		}
 		info.Shape = append([]int(nil), info.Shape...)
 		ts[i] = Tensor{TensorInfo: info, Begin: pos, End: pos + n}
-		if pos += n; pos > ckpt.MaxTensorBytes {
-			return nil, fmt.Errorf("%s: tensors total more than %d bytes", path, int64(ckpt.MaxTensorBytes))
+		if pos += n; pos > formatbase.MaxTensorBytes {
+			return nil, fmt.Errorf("%s: tensors total more than %d bytes", path, int64(formatbase.MaxTensorBytes))
 		}
 	}
 	for k, v := range metadata {
@@ -63,7 +63,7 @@ func CreateWith(path string, tensors []ckpt.TensorInfo, metadata map[string]stri
 	if _, err := Parse(hdr, pos); err != nil {
 		return nil, fmt.Errorf("%s: internal error, header would be refused: %w", path, err)
 	}
-	out, err := ckpt.CreateOutput(path, opt)
+	out, err := formatbase.CreateOutput(path, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (w *Writer) Write(name string, data []byte) error {
 // BF16, rounding to nearest even) and writes them.
 func (w *Writer) WriteFloat32(name string, values []float32) error {
 	if w.next < len(w.tensors) && w.tensors[w.next].Name == name {
-		data, err := ckpt.EncodeFloat32(w.tensors[w.next].DType, values)
+		data, err := formatbase.EncodeFloat32(w.tensors[w.next].DType, values)
 		if err != nil {
 			return fmt.Errorf("%s: tensor %q: %w", w.out.Path(), name, err)
 		}

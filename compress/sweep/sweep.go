@@ -21,9 +21,9 @@ import (
 
 	"pocketllm-native/compress/eval"
 	"pocketllm-native/compress/llama"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/pipeline"
 	"pocketllm-native/compress/plan"
-	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/tokenizer"
 )
@@ -420,7 +420,7 @@ func scoreTensors(row *Row, orig *llama.Model, tensors map[string][]float32, tok
 	n := 0
 	for name, v := range tensors {
 		if !strings.HasSuffix(name, "norm.weight") { // a compressed tensor, not a tuned norm
-			sum += pocketllm.NMSE(all[name], v)
+			sum += matrix.NMSE(all[name], v)
 			n++
 		}
 		all[name] = v

@@ -75,7 +75,7 @@ import (
 
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/fp16"
-	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/matrix"
 )
 
 // DefaultIters is the number of Lloyd iterations when Settings.Iters is 0.
@@ -147,7 +147,7 @@ func Cost(rows, cols, members int, st Settings) int64 {
 // count. colWeight is nil (every column counts the same) or one finite,
 // non-negative importance per input column, not all zero. k nil means the
 // pure-Go kernels.
-func Compress(k bindings.Kernels, mats []pocketllm.Matrix, st Settings, colWeight []float32) (*Result, error) {
+func Compress(k bindings.Kernels, mats []matrix.Matrix, st Settings, colWeight []float32) (*Result, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
@@ -173,7 +173,7 @@ func Compress(k bindings.Kernels, mats []pocketllm.Matrix, st Settings, colWeigh
 		}
 		rows += m.Rows
 	}
-	if err := pocketllm.CheckColWeight(colWeight, cols); err != nil {
+	if err := matrix.CheckColWeight(colWeight, cols); err != nil {
 		return nil, fmt.Errorf("vq: %s: %w", mats[0].Name, err)
 	}
 	e := (cols + st.Dim - 1) / st.Dim
@@ -218,7 +218,7 @@ func Compress(k bindings.Kernels, mats []pocketllm.Matrix, st Settings, colWeigh
 	}
 	res.NMSE = make([]float64, len(mats))
 	for i, m := range mats {
-		res.NMSE[i] = pocketllm.NMSE(m.Data, out[i])
+		res.NMSE[i] = matrix.NMSE(m.Data, out[i])
 	}
 	return res, nil
 }
@@ -269,7 +269,7 @@ func Reconstruct(r *Result, shapes [][2]int) ([][]float32, error) {
 
 // nameStream derives the generator's stream from the members' names, so a
 // group's result does not depend on which groups were compressed before it.
-func nameStream(mats []pocketllm.Matrix) uint64 {
+func nameStream(mats []matrix.Matrix) uint64 {
 	h := fnv.New64a()
 	for _, m := range mats {
 		h.Write([]byte(m.Name))
@@ -306,7 +306,7 @@ type quantiser struct {
 	posS    []int // position -> slot in its block's pos
 }
 
-func newQuantiser(k bindings.Kernels, mats []pocketllm.Matrix, st Settings, colWeight []float32, rows, e int) *quantiser {
+func newQuantiser(k bindings.Kernels, mats []matrix.Matrix, st Settings, colWeight []float32, rows, e int) *quantiser {
 	d := st.Dim
 	cols := mats[0].Cols
 	q := &quantiser{k: k, dim: d, kc: st.K, e: e, rows: rows, posB: make([]int, e), posS: make([]int, e)}

@@ -10,20 +10,20 @@ import (
 
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/matrix"
 	"pocketllm-native/compress/pllm"
-	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/internal/sharedtest"
 )
 
 // clustered makes a matrix whose sub-vectors of length dim gather around a
 // few centres, with heavy-ish noise, so k-means has structure to find.
-func clustered(name string, rows, cols, dim int, seed uint64) pocketllm.Matrix {
+func clustered(name string, rows, cols, dim int, seed uint64) matrix.Matrix {
 	rng := rand.New(rand.NewPCG(seed, 3))
 	centres := make([]float64, 12*dim)
 	for i := range centres {
 		centres[i] = rng.NormFloat64()
 	}
-	m := pocketllm.Matrix{Name: name, Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
+	m := matrix.Matrix{Name: name, Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
 	for r := 0; r < rows; r++ {
 		for c0 := 0; c0 < cols; c0 += dim {
 			k := rng.IntN(12)
@@ -35,7 +35,7 @@ func clustered(name string, rows, cols, dim int, seed uint64) pocketllm.Matrix {
 	return m
 }
 
-func shapes(mats []pocketllm.Matrix) [][2]int {
+func shapes(mats []matrix.Matrix) [][2]int {
 	sh := make([][2]int, len(mats))
 	for i, m := range mats {
 		sh[i] = [2]int{m.Rows, m.Cols}
@@ -48,7 +48,7 @@ func shapes(mats []pocketllm.Matrix) [][2]int {
 // (v, padding). Two codewords reconstruct the matrix exactly only if the
 // padding never pulls the second coordinate of a codeword towards 0.
 func TestPaddingDoesNotBiasCentroids(t *testing.T) {
-	m := pocketllm.Matrix{Name: "pm4", Rows: 10, Cols: 3, Data: make([]float32, 30)}
+	m := matrix.Matrix{Name: "pm4", Rows: 10, Cols: 3, Data: make([]float32, 30)}
 	for r := 0; r < m.Rows; r++ {
 		v := float32(4)
 		if r%2 == 1 {
@@ -61,7 +61,7 @@ func TestPaddingDoesNotBiasCentroids(t *testing.T) {
 	for seed := uint64(1); seed <= 5; seed++ {
 		for _, unscaled := range []bool{false, true} {
 			st := Settings{Dim: 2, K: 2, Seed: seed, Unscaled: unscaled}
-			res, err := Compress(bindings.Go(), []pocketllm.Matrix{m}, st, nil)
+			res, err := Compress(bindings.Go(), []matrix.Matrix{m}, st, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestPaddingDoesNotBiasCentroids(t *testing.T) {
 // brute force over the real, weighted coordinates, and that reconstruction
 // gives the reported error with padding dropped.
 func TestAssignmentIsMaskedNearest(t *testing.T) {
-	mats := []pocketllm.Matrix{clustered("a", 30, 7, 3, 1), clustered("b", 20, 7, 3, 2)}
+	mats := []matrix.Matrix{clustered("a", 30, 7, 3, 1), clustered("b", 20, 7, 3, 2)}
 	rng := rand.New(rand.NewPCG(5, 5))
 	cw := make([]float32, 7)
 	for i := range cw {
@@ -113,7 +113,7 @@ func TestAssignmentIsMaskedNearest(t *testing.T) {
 			if len(out[mi]) != m.Rows*m.Cols {
 				t.Fatalf("member %d: %d values for %dx%d", mi, len(out[mi]), m.Rows, m.Cols)
 			}
-			if got := pocketllm.NMSE(m.Data, out[mi]); got != res.NMSE[mi] {
+			if got := matrix.NMSE(m.Data, out[mi]); got != res.NMSE[mi] {
 				t.Errorf("member %d: reported NMSE %v, reconstruction gives %v", mi, res.NMSE[mi], got)
 			}
 			s := float64(res.Scales[mi])
@@ -147,7 +147,7 @@ func TestAssignmentIsMaskedNearest(t *testing.T) {
 }
 
 func TestDeterministicAndObjectiveNonIncreasing(t *testing.T) {
-	mats := []pocketllm.Matrix{clustered("a", 64, 30, 4, 1), clustered("b", 48, 30, 4, 2)} // 30 % 4 != 0
+	mats := []matrix.Matrix{clustered("a", 64, 30, 4, 1), clustered("b", 48, 30, 4, 2)} // 30 % 4 != 0
 	st := Settings{Dim: 4, K: 32, Iters: 40, Seed: 7}
 	r1, err := Compress(bindings.Go(), mats, st, nil)
 	if err != nil {
@@ -183,7 +183,7 @@ func TestDeterministicAndObjectiveNonIncreasing(t *testing.T) {
 }
 
 func TestWeightedReducesWeightedError(t *testing.T) {
-	mats := []pocketllm.Matrix{clustered("a", 96, 16, 4, 11)}
+	mats := []matrix.Matrix{clustered("a", 96, 16, 4, 11)}
 	rng := rand.New(rand.NewPCG(4, 4))
 	cw := make([]float32, 16)
 	for i := range cw {
@@ -222,9 +222,9 @@ func TestWeightedReducesWeightedError(t *testing.T) {
 // TestDeadCodewordReseeded puts a codeword far from every sub-vector and
 // checks one update moves it onto the worst-served sub-vector.
 func TestDeadCodewordReseeded(t *testing.T) {
-	m := pocketllm.Matrix{Name: "d", Rows: 4, Cols: 2, Data: []float32{1, 1, 1, 1, 0, 0, 5, 6}}
+	m := matrix.Matrix{Name: "d", Rows: 4, Cols: 2, Data: []float32{1, 1, 1, 1, 0, 0, 5, 6}}
 	st := Settings{Dim: 1, K: 3, Unscaled: true}
-	q := newQuantiser(bindings.Go(), []pocketllm.Matrix{m}, st, nil, 4, 2)
+	q := newQuantiser(bindings.Go(), []matrix.Matrix{m}, st, nil, 4, 2)
 	c := []float32{1, 0, 100}
 	if _, _, err := q.assign(c); err != nil {
 		t.Fatal(err)
@@ -257,12 +257,12 @@ func TestCost(t *testing.T) {
 }
 
 func TestRefusesBadInput(t *testing.T) {
-	good := []pocketllm.Matrix{clustered("g", 8, 6, 2, 1)}
+	good := []matrix.Matrix{clustered("g", 8, 6, 2, 1)}
 	nan := float32(math.NaN())
 	bad := clustered("bad", 8, 6, 2, 1)
 	bad.Data[13] = nan
 	for _, c := range []struct {
-		mats []pocketllm.Matrix
+		mats []matrix.Matrix
 		st   Settings
 		cw   []float32
 		want string
@@ -271,15 +271,15 @@ func TestRefusesBadInput(t *testing.T) {
 		{good, Settings{Dim: 2, K: 1}, nil, "codebook size 1"},
 		{good, Settings{Dim: 2, K: 4, Iters: -1}, nil, "iterations"},
 		{nil, Settings{Dim: 2, K: 4}, nil, "no matrices"},
-		{[]pocketllm.Matrix{good[0], clustered("h", 3, 5, 2, 1)}, Settings{Dim: 2, K: 4}, nil, "h: 5 columns, but g has 6"},
-		{[]pocketllm.Matrix{{Name: "s", Rows: 2, Cols: 2, Data: []float32{1}}}, Settings{Dim: 2, K: 2}, nil, "s: 1 values for a 2x2"},
-		{[]pocketllm.Matrix{bad}, Settings{Dim: 2, K: 4}, nil, "bad: non-finite weight NaN at row 2, column 1"},
+		{[]matrix.Matrix{good[0], clustered("h", 3, 5, 2, 1)}, Settings{Dim: 2, K: 4}, nil, "h: 5 columns, but g has 6"},
+		{[]matrix.Matrix{{Name: "s", Rows: 2, Cols: 2, Data: []float32{1}}}, Settings{Dim: 2, K: 2}, nil, "s: 1 values for a 2x2"},
+		{[]matrix.Matrix{bad}, Settings{Dim: 2, K: 4}, nil, "bad: non-finite weight NaN at row 2, column 1"},
 		{good, Settings{Dim: 2, K: 25}, nil, "25 codewords for only 24 sub-vectors"},
 		{good, Settings{Dim: 2, K: 4}, []float32{1, 1}, "2 column weights for 6 columns"},
 		{good, Settings{Dim: 2, K: 4}, []float32{1, 1, nan, 1, 1, 1}, "column weight NaN at column 2"},
 		{good, Settings{Dim: 2, K: 4}, []float32{1, 1, 1, 1, float32(math.Inf(1)), 1}, "column weight +Inf"},
 		{good, Settings{Dim: 2, K: 4}, make([]float32, 6), "all zero"},
-		{[]pocketllm.Matrix{{Name: "big", Rows: 2, Cols: 1, Data: []float32{1e6, 2e6}}}, Settings{Dim: 1, K: 2, Unscaled: true}, nil, "fp16 range"},
+		{[]matrix.Matrix{{Name: "big", Rows: 2, Cols: 1, Data: []float32{1e6, 2e6}}}, Settings{Dim: 1, K: 2, Unscaled: true}, nil, "fp16 range"},
 	} {
 		_, err := Compress(bindings.Go(), c.mats, c.st, c.cw)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -311,7 +311,7 @@ func TestStories260K(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	kinds := map[string][]pocketllm.Matrix{}
+	kinds := map[string][]matrix.Matrix{}
 	var order []string
 	for _, ti := range src.Tensors {
 		if !strings.HasSuffix(ti.Name, "_proj.weight") {
@@ -326,7 +326,7 @@ func TestStories260K(t *testing.T) {
 		if kinds[kind] == nil {
 			order = append(order, kind)
 		}
-		kinds[kind] = append(kinds[kind], pocketllm.Matrix{Name: ti.Name, Rows: ti.Shape[0], Cols: ti.Shape[1], Data: data})
+		kinds[kind] = append(kinds[kind], matrix.Matrix{Name: ti.Name, Rows: ti.Shape[0], Cols: ti.Shape[1], Data: data})
 	}
 	if len(order) != 7 {
 		t.Fatalf("%d projection kinds, want 7", len(order))

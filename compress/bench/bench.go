@@ -1,33 +1,39 @@
-package bindings
+// Package bench measures the kernels of every backend side by side on a
+// standard ladder of sizes (and a naive Go loop as the baseline for
+// assignment), plus one PocketLLM training epoch: what the CLI's bench
+// command prints and BENCHMARKS.md reports.
+package bench
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"pocketllm-native/bindings"
 )
 
-// Bench kernels: the names RunBench and BenchCase use.
+// Bench kernels: the names Run and Case use.
 const (
-	BenchAssign      = "assign"
-	BenchDecode      = "decode"
-	BenchMLPForward  = "mlp_forward"
-	BenchMLPBackward = "mlp_backward"
-	BenchStats       = "codebook_stats"
-	BenchGemm        = "gemm"
+	Assign      = "assign"
+	Decode      = "decode"
+	MLPForward  = "mlp_forward"
+	MLPBackward = "mlp_backward"
+	Stats       = "codebook_stats"
+	Gemm        = "gemm"
 )
 
-// BenchNaive is the Backend of rows measuring the naive baseline: a plain
+// Naive is the Backend of rows measuring the naive baseline: a plain
 // single-threaded Go loop over the same data (assignment only).
-const BenchNaive = "naive"
+const Naive = "naive"
 
 // naiveMaxN caps the latents the naive baseline runs over: its cost per
 // latent does not depend on N (the codebook stays in cache), and the full
 // ladder would take minutes at naive speed.
 const naiveMaxN = 16384
 
-// BenchCase is one kernel at one shape.
-type BenchCase struct {
-	Kernel string // BenchAssign, BenchStats, BenchDecode, BenchMLPForward, BenchMLPBackward or BenchGemm
+// Case is one kernel at one shape.
+type Case struct {
+	Kernel string // Assign, Stats, Decode, MLPForward, MLPBackward or Gemm
 	N      int    // latents (assign, stats), sub-vectors (decode), rows (MLP) or m = n = k (gemm)
 	K      int    // codewords (assign, stats, decode)
 	Dim    int    // dz (assign); sub-vector length (decode); MLP input and output width
@@ -36,13 +42,13 @@ type BenchCase struct {
 }
 
 // Shape names the case in rows and benchmark names.
-func (c BenchCase) Shape() string {
+func (c Case) Shape() string {
 	switch c.Kernel {
-	case BenchAssign, BenchStats:
+	case Assign, Stats:
 		return fmt.Sprintf("dz%d_K%d_N%d", c.Dim, c.K, c.N)
-	case BenchDecode:
+	case Decode:
 		return fmt.Sprintf("dim%d_h%d_E%d_K%d_N%d", c.Dim, c.Hidden, c.E, c.K, c.N)
-	case BenchGemm:
+	case Gemm:
 		return fmt.Sprintf("%dx%dx%d", c.N, c.N, c.N)
 	}
 	return fmt.Sprintf("%dx%dx%d_N%d", c.Dim, c.Hidden, c.Dim, c.N)
@@ -53,49 +59,49 @@ func (c BenchCase) Shape() string {
 // assign, 2*N*(in*h + h*out) for the MLP forward pass and twice that
 // backward, 2*N*(5*latent*h + h*dim) for decode (latent = dim), 2*N^3 for
 // a square gemm.
-func (c BenchCase) FLOPs() float64 {
+func (c Case) FLOPs() float64 {
 	n := float64(c.N)
 	switch c.Kernel {
-	case BenchAssign:
+	case Assign:
 		return 2 * n * float64(c.K) * float64(c.Dim)
-	case BenchMLPForward:
+	case MLPForward:
 		return 2 * n * float64(2*c.Dim*c.Hidden)
-	case BenchMLPBackward:
+	case MLPBackward:
 		return 4 * n * float64(2*c.Dim*c.Hidden)
-	case BenchDecode:
+	case Decode:
 		return 2 * n * float64(5*c.Dim*c.Hidden+c.Hidden*c.Dim)
-	case BenchGemm:
+	case Gemm:
 		return 2 * n * n * n
 	}
 	return 0
 }
 
-// BenchLadder is the standard set of sizes: assignment with dz = 8, K in
+// Ladder is the standard set of sizes: assignment with dz = 8, K in
 // {256, 4096}, N in {16384, 262144}; codebook statistics at K = 4096;
 // reconstruction with dim = 8, hidden = 16, rows of 8 sub-vectors; the MLP
 // 8 -> 16 -> 8 forward and backward; square products C = A*B of side 64,
 // 256 and 1024.
 // short keeps only the smaller N of each (gemm: 64 and 256).
-func BenchLadder(short bool) []BenchCase {
+func Ladder(short bool) []Case {
 	ns := []int{16384, 262144}
 	if short {
 		ns = ns[:1]
 	}
-	var cs []BenchCase
+	var cs []Case
 	for _, k := range []int{256, 4096} {
 		for _, n := range ns {
-			cs = append(cs, BenchCase{Kernel: BenchAssign, N: n, K: k, Dim: 8})
+			cs = append(cs, Case{Kernel: Assign, N: n, K: k, Dim: 8})
 		}
 	}
 	for _, n := range ns {
-		cs = append(cs, BenchCase{Kernel: BenchStats, N: n, K: 4096, Dim: 8})
+		cs = append(cs, Case{Kernel: Stats, N: n, K: 4096, Dim: 8})
 	}
 	for _, n := range ns {
-		cs = append(cs, BenchCase{Kernel: BenchDecode, N: n, K: 4096, Dim: 8, Hidden: 16, E: 8})
+		cs = append(cs, Case{Kernel: Decode, N: n, K: 4096, Dim: 8, Hidden: 16, E: 8})
 	}
-	for _, kern := range []string{BenchMLPForward, BenchMLPBackward} {
+	for _, kern := range []string{MLPForward, MLPBackward} {
 		for _, n := range ns {
-			cs = append(cs, BenchCase{Kernel: kern, N: n, Dim: 8, Hidden: 16})
+			cs = append(cs, Case{Kernel: kern, N: n, Dim: 8, Hidden: 16})
 		}
 	}
 	sides := []int{64, 256, 1024}
@@ -103,13 +109,13 @@ func BenchLadder(short bool) []BenchCase {
 		sides = sides[:2]
 	}
 	for _, n := range sides {
-		cs = append(cs, BenchCase{Kernel: BenchGemm, N: n})
+		cs = append(cs, Case{Kernel: Gemm, N: n})
 	}
 	return cs
 }
 
-// BenchRow is one measurement.
-type BenchRow struct {
+// Row is one measurement.
+type Row struct {
 	Kernel, Backend, Shape string
 	Seconds                float64 // per call
 	GFLOPS                 float64 // FLOPs / Seconds / 1e9
@@ -117,16 +123,16 @@ type BenchRow struct {
 	VsNaive                float64 // naive seconds per item / this row's; 0 without a naive row
 }
 
-// RunBench measures every case on every backend (and, when naive is set,
+// Run measures every case on every backend (and, when naive is set,
 // the naive assignment baseline), each call repeated until minTime has
 // passed after one warm-up call. Rows come in case order, backends in the
 // order given, naive last.
-func RunBench(ks []Kernels, cases []BenchCase, minTime time.Duration, naive bool) ([]BenchRow, error) {
-	var rows []BenchRow
+func Run(ks []bindings.Kernels, cases []Case, minTime time.Duration, naive bool) ([]Row, error) {
+	var rows []Row
 	for _, c := range cases {
 		first := len(rows)
 		for _, k := range ks {
-			op, err := newBenchOp(k, c)
+			op, err := newOp(k, c)
 			if err != nil {
 				return nil, err
 			}
@@ -134,9 +140,9 @@ func RunBench(ks []Kernels, cases []BenchCase, minTime time.Duration, naive bool
 			if err != nil {
 				return nil, fmt.Errorf("bench %s %s on %s: %v", c.Kernel, c.Shape(), k.Name(), err)
 			}
-			rows = append(rows, benchRow(c, k.Name(), sec, c.N))
+			rows = append(rows, newRow(c, k.Name(), sec, c.N))
 		}
-		if naive && c.Kernel == BenchAssign {
+		if naive && c.Kernel == Assign {
 			nc := c
 			nc.N = min(c.N, naiveMaxN)
 			op := newNaiveAssign(nc)
@@ -144,7 +150,7 @@ func RunBench(ks []Kernels, cases []BenchCase, minTime time.Duration, naive bool
 			if err != nil {
 				return nil, err
 			}
-			nr := benchRow(nc, BenchNaive, sec, nc.N)
+			nr := newRow(nc, Naive, sec, nc.N)
 			nr.Shape = c.Shape()
 			nr.VsNaive = 1
 			for i := first; i < len(rows); i++ {
@@ -156,8 +162,8 @@ func RunBench(ks []Kernels, cases []BenchCase, minTime time.Duration, naive bool
 	return rows, nil
 }
 
-func benchRow(c BenchCase, backend string, sec float64, n int) BenchRow {
-	return BenchRow{
+func newRow(c Case, backend string, sec float64, n int) Row {
+	return Row{
 		Kernel: c.Kernel, Backend: backend, Shape: c.Shape(), Seconds: sec,
 		GFLOPS: c.FLOPs() / sec / 1e9, ItemsPerSec: float64(n) / sec,
 	}
@@ -189,7 +195,7 @@ func measure(op func() error, minTime time.Duration) (float64, error) {
 	}
 }
 
-func benchVec(r *rand.Rand, n int, sd float32) []float32 {
+func randomVec(r *rand.Rand, n int, sd float32) []float32 {
 	v := make([]float32, n)
 	for i := range v {
 		v[i] = sd * float32(r.NormFloat64())
@@ -197,29 +203,29 @@ func benchVec(r *rand.Rand, n int, sd float32) []float32 {
 	return v
 }
 
-// newBenchOp allocates the inputs of one case and returns the call to time.
-func newBenchOp(k Kernels, c BenchCase) (func() error, error) {
+// newOp allocates the inputs of one case and returns the call to time.
+func newOp(k bindings.Kernels, c Case) (func() error, error) {
 	r := rand.New(rand.NewPCG(uint64(c.N), uint64(c.K)))
 	switch c.Kernel {
-	case BenchAssign:
-		z, cb := benchVec(r, c.N*c.Dim, 1), benchVec(r, c.K*c.Dim, 1)
+	case Assign:
+		z, cb := randomVec(r, c.N*c.Dim, 1), randomVec(r, c.K*c.Dim, 1)
 		idx, dist := make([]int32, c.N), make([]float32, c.N)
 		return func() error { return k.Assign(z, c.N, c.Dim, cb, c.K, idx, dist) }, nil
-	case BenchStats:
-		z := benchVec(r, c.N*c.Dim, 1)
+	case Stats:
+		z := randomVec(r, c.N*c.Dim, 1)
 		idx := make([]int32, c.N)
 		for i := range idx {
 			idx[i] = int32(r.IntN(c.K))
 		}
 		sums, counts := make([]float64, c.K*c.Dim), make([]int64, c.K)
 		return func() error { return k.CodebookStats(z, c.N, c.Dim, idx, c.K, sums, counts) }, nil
-	case BenchDecode:
+	case Decode:
 		if c.E <= 0 || c.N%c.E != 0 {
 			return nil, fmt.Errorf("bench decode: N=%d is not whole rows of E=%d", c.N, c.E)
 		}
-		dec := Decoder{E: c.E, Dim: c.Dim, Latent: c.Dim, Hidden: c.Hidden}
-		dec.P = benchVec(r, DecoderParams(c.E, c.Dim, c.Dim, c.Hidden), 0.3)
-		cb := benchVec(r, c.K*c.Dim, 1)
+		dec := bindings.Decoder{E: c.E, Dim: c.Dim, Latent: c.Dim, Hidden: c.Hidden}
+		dec.P = randomVec(r, bindings.DecoderParams(c.E, c.Dim, c.Dim, c.Hidden), 0.3)
+		cb := randomVec(r, c.K*c.Dim, 1)
 		idx := make([]int32, c.N)
 		for i := range idx {
 			idx[i] = int32(r.IntN(c.K))
@@ -227,12 +233,12 @@ func newBenchOp(k Kernels, c BenchCase) (func() error, error) {
 		out := make([]float32, c.N*c.Dim)
 		rows := c.N / c.E
 		return func() error { return k.Decode(dec, cb, idx, rows, out) }, nil
-	case BenchMLPForward, BenchMLPBackward:
-		m := MLP{In: c.Dim, Hidden: c.Hidden, Out: c.Dim}
-		m.P = benchVec(r, m.NumParams(), 0.3)
-		x := benchVec(r, c.N*c.Dim, 1)
+	case MLPForward, MLPBackward:
+		m := bindings.MLP{In: c.Dim, Hidden: c.Hidden, Out: c.Dim}
+		m.P = randomVec(r, m.NumParams(), 0.3)
+		x := randomVec(r, c.N*c.Dim, 1)
 		pre, y := make([]float32, c.N*c.Hidden), make([]float32, c.N*c.Dim)
-		if c.Kernel == BenchMLPForward {
+		if c.Kernel == MLPForward {
 			return func() error { return k.MLPForward(m, x, c.N, pre, y) }, nil
 		}
 		if err := k.MLPForward(m, x, c.N, pre, y); err != nil {
@@ -242,8 +248,8 @@ func newBenchOp(k Kernels, c BenchCase) (func() error, error) {
 		g.P = make([]float32, m.NumParams())
 		dx := make([]float32, c.N*c.Dim)
 		return func() error { return k.MLPBackward(m, g, x, pre, y, c.N, dx) }, nil
-	case BenchGemm:
-		a, bm, cm := benchVec(r, c.N*c.N, 1), benchVec(r, c.N*c.N, 1), make([]float32, c.N*c.N)
+	case Gemm:
+		a, bm, cm := randomVec(r, c.N*c.N, 1), randomVec(r, c.N*c.N, 1), make([]float32, c.N*c.N)
 		return func() error { return k.Gemm(false, false, c.N, c.N, c.N, 1, a, bm, 0, cm) }, nil
 	}
 	return nil, fmt.Errorf("bench: unknown kernel %q", c.Kernel)
@@ -251,9 +257,9 @@ func newBenchOp(k Kernels, c BenchCase) (func() error, error) {
 
 // newNaiveAssign is the baseline: the loop of the Assign doc comment,
 // written plainly, on one goroutine.
-func newNaiveAssign(c BenchCase) func() error {
+func newNaiveAssign(c Case) func() error {
 	r := rand.New(rand.NewPCG(uint64(c.N), uint64(c.K)))
-	z, cb := benchVec(r, c.N*c.Dim, 1), benchVec(r, c.K*c.Dim, 1)
+	z, cb := randomVec(r, c.N*c.Dim, 1), randomVec(r, c.K*c.Dim, 1)
 	idx, dist := make([]int32, c.N), make([]float32, c.N)
 	return func() error {
 		for i := 0; i < c.N; i++ {

@@ -1,12 +1,14 @@
-// Package ckpt defines the types every checkpoint format shares: tensor
-// descriptions, the Llama configuration, side files, dtype conversion to and
-// from float32, and crash-safe output files.
+// Package formatbase is the base every checkpoint format package
+// (safetensors, llama2c) builds on: tensor descriptions, the Llama
+// configuration, side files, dtype conversion to and from float32, and
+// crash-safe output files. Package checkpoint is the one that opens a
+// checkpoint whatever its format.
 //
 // Package checkpoint re-exports these types under the same names and is
 // what callers use. They live here, below both checkpoint and the format
 // packages (safetensors, llama2c), so that those packages can use them while
 // checkpoint.Open uses the format packages, without an import cycle.
-package ckpt
+package formatbase
 
 import (
 	"encoding/binary"

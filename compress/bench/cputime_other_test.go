@@ -1,5 +1,5 @@
 //go:build !unix
 
-package bindings
+package bench
 
 func processCPUSeconds() float64 { return 0 }
