@@ -2,13 +2,11 @@ package bindings_test
 
 import (
 	"math"
-	"os"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/internal/backendtest"
 	"pocketllm-native/testvectors"
 )
 
@@ -18,11 +16,8 @@ import (
 // vectors first, then random shapes chosen to hit edges (odd widths, k = 1,
 // ties, row counts that are not multiples of ReduceBlock, empty batches).
 //
-// A backend that cannot be opened is skipped, unless it is named in
-// POCKETLLM_REQUIRE_BACKENDS (comma-separated; CI sets go,cpu), where it is
-// a failure that prints the selection report.
-
-const envRequire = "POCKETLLM_REQUIRE_BACKENDS"
+// Backends are opened by internal/backendtest (POCKETLLM_REQUIRE_BACKENDS
+// makes one a requirement).
 
 // Tolerances, one per kind of computation. Each says why it is what it is.
 const (
@@ -48,9 +43,6 @@ const (
 	// decodeNMSE: six float32 blocks in a chain; RLN's 1/std amplifies
 	// earlier rounding by the ratio of a row's scale to its spread.
 	decodeNMSE = 1e-9
-	// networkNMSE: the same chains forward and backward, composed from the
-	// kernels with residual adds in float32.
-	networkNMSE = 1e-9
 	// gemmNMSE: each output is a float32 sum of k products (in order) plus
 	// the alpha and beta roundings; for terms of random sign the error
 	// energy is about k * 2^-48 of the signal, 2e-11 at the largest k the
@@ -58,117 +50,15 @@ const (
 	gemmNMSE = 1e-9
 )
 
-type openedBackend struct {
-	k   bindings.Kernels
-	rep *bindings.Report
-	err error
-}
+func TestMain(m *testing.M) { backendtest.Main(m) }
 
-var (
-	openMu sync.Mutex
-	opened = map[string]*openedBackend{}
-)
+func required() map[string]bool { return backendtest.Required() }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	for _, o := range opened {
-		if o.k != nil {
-			bindings.Close(o.k)
-		}
-	}
-	os.Exit(code)
-}
+func TestRequiredBackendsAreKnown(t *testing.T) { backendtest.Known(t) }
 
-func required() map[string]bool {
-	req := map[string]bool{}
-	for _, name := range strings.Split(os.Getenv(envRequire), ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			req[name] = true
-		}
-	}
-	return req
-}
+const envCPUISA = backendtest.EnvCPUISA
 
-func TestRequiredBackendsAreKnown(t *testing.T) {
-	for name := range required() {
-		if !slices.Contains(bindings.Backends, name) {
-			t.Errorf("%s names %q; backends are %v", envRequire, name, bindings.Backends)
-		}
-	}
-}
-
-// envCPUISA is read by the CPU library when a context is created
-// (pocketllm.h): it forces one SIMD path.
-const envCPUISA = "PLLM_CPU_ISA"
-
-// cpuISAs are the CPU library's SIMD paths. Each runs the whole suite as a
-// backend of its own (cpu_generic, ...), so a path the auto choice does not
-// pick on this machine is still checked; a path the processor cannot run
-// is skipped.
-var cpuISAs = []string{"generic", "avx2", "avx512"}
-
-// isaOf remembers which forced SIMD path a cpu variant runs ("" = auto).
-var isaOf = map[bindings.Kernels]string{}
-
-// backend opens (once per test binary) the named backend, or skips the
-// test, or fails it when the backend is required.
-func backend(t *testing.T, name string) bindings.Kernels {
-	t.Helper()
-	// The native libraries read these in C, where go test's result cache
-	// cannot see them; reading them here makes them part of the cache key.
-	os.Getenv(envCPUISA)
-	os.Getenv("OMP_NUM_THREADS")
-	base, isa, variant := strings.Cut(name, "_")
-	openMu.Lock()
-	o := opened[name]
-	if o == nil {
-		o = &openedBackend{}
-		if variant {
-			old, had := os.LookupEnv(envCPUISA)
-			os.Setenv(envCPUISA, isa)
-			o.k, o.rep, o.err = bindings.Select(base)
-			if had {
-				os.Setenv(envCPUISA, old)
-			} else {
-				os.Unsetenv(envCPUISA)
-			}
-		} else {
-			o.k, o.rep, o.err = bindings.Select(base)
-		}
-		if o.k != nil {
-			isaOf[o.k] = isa
-		}
-		opened[name] = o
-	}
-	openMu.Unlock()
-	if o.err != nil {
-		if variant && strings.Contains(o.err.Error(), "PLLM_ERR_UNSUPPORTED") {
-			t.Skipf("this processor cannot run the %s path: %v", isa, o.err)
-		}
-		if required()[base] {
-			t.Fatalf("backend %s is required (%s) but not usable: %v\n%s", name, envRequire, o.err, o.rep)
-		}
-		t.Skipf("backend %s not usable here: %v", name, o.err)
-	}
-	t.Logf("%s on %s", name, o.rep.Device)
-	return o.k
-}
-
-// conformanceOrder is the order of the per-backend subtests: the reference
-// first.
-var conformanceOrder = func() []string {
-	names := []string{bindings.BackendGo, bindings.BackendCPU}
-	for _, isa := range cpuISAs {
-		names = append(names, bindings.BackendCPU+"_"+isa)
-	}
-	return append(names, bindings.BackendCUDA)
-}()
-
-func eachBackend(t *testing.T, fn func(t *testing.T, k bindings.Kernels)) {
-	for _, name := range conformanceOrder {
-		t.Run(name, func(t *testing.T) { fn(t, backend(t, name)) })
-	}
-}
+func eachBackend(t *testing.T, fn func(t *testing.T, k bindings.Kernels)) { backendtest.Each(t, fn) }
 
 // ---- comparisons ----------------------------------------------------------
 
@@ -525,20 +415,6 @@ func golden(t *testing.T, k bindings.Kernels, kernel string, c testvectors.Case)
 		dec := bindings.Decoder{E: c.Int("e"), Dim: c.Int("dim"), Latent: c.Int("latent"), Hidden: c.Int("hidden"), P: f["p"]}
 		out := runDecode(t, k, dec, f["c"], ix["idx"], c.Int("rows"))
 		checkNMSE(t, "out", out, c.Want["out"], decodeNMSE)
-	case testvectors.KEncoder:
-		s := netShapeOf(c)
-		z, tape := encoderForward(t, k, s, f["p"], f["x"])
-		checkNMSE(t, "z", z, c.Want["z"], networkNMSE)
-		g, dx := encoderBackward(t, k, s, f["p"], tape, f["dz"])
-		checkNMSE(t, "g", g, c.Want["g"], networkNMSE)
-		checkNMSE(t, "dx", dx, c.Want["dx"], networkNMSE)
-	case testvectors.KDecoder:
-		s := netShapeOf(c)
-		out, tape := decoderForward(t, k, s, f["p"], f["y0"])
-		checkNMSE(t, "out", out, c.Want["out"], networkNMSE)
-		g, dy0 := decoderBackward(t, k, s, f["p"], tape, f["dout"])
-		checkNMSE(t, "g", g, c.Want["g"], networkNMSE)
-		checkNMSE(t, "dy0", dy0, c.Want["dy0"], networkNMSE)
 	case testvectors.KGemm:
 		m, n, kk := c.Int("m"), c.Int("n"), c.Int("k")
 		c0 := f["c"]

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/internal/backendtest"
 	"pocketllm-native/testvectors"
 )
 
@@ -528,7 +529,7 @@ func TestDeterministic(t *testing.T) {
 		case bindings.BackendCPU:
 			// OMP_NUM_THREADS is read when a context is created; the
 			// same SIMD path is kept, as only it promises the same bytes.
-			if isa := isaOf[k]; isa != "" {
+			if isa := backendtest.ISA(k); isa != "" {
 				t.Setenv(envCPUISA, isa)
 			}
 			for _, p := range []string{"1", "3"} {

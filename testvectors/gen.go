@@ -26,6 +26,8 @@ import (
 //	gemm            ints m n k trans_a trans_b [c_nan]; scalars alpha beta;
 //	                f32 a b c; want c (c_nan: the caller fills C with NaN
 //	                before the call, which JSON cannot store; beta is then 0)
+//	train_step      see genTrainStep (train.go)
+//	train_epoch     see genTrainEpoch (train.go)
 //
 // Cases with an error field give the call's inputs only.
 func Generate() []File {
@@ -38,9 +40,11 @@ func Generate() []File {
 		{KRLNBackward, genRLNBackward()},
 		{KAdam, genAdam()},
 		{KDecode, genDecode()},
+		{KGemm, genGemm()},
 		{KEncoder, genEncoder()},
 		{KDecoder, genDecoder()},
-		{KGemm, genGemm()},
+		{KTrainStep, genTrainStep()},
+		{KTrainEpoch, genTrainEpoch()},
 	}
 }
 

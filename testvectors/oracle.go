@@ -239,24 +239,27 @@ func rlnBackward64(p []float64, width int, x, dy []float64, groups int) (g, dx [
 // Adam takes one bias-corrected Adam step and returns the new parameters and
 // moments.
 func Adam(p, g, m, v []float32, lr, b1, b2, eps float64, step int) (p2, m2, v2 []float64) {
-	p2 = make([]float64, len(p))
-	m2 = make([]float64, len(p))
-	v2 = make([]float64, len(p))
+	p2, m2, v2 = f64(p), f64(m), f64(v)
+	adam64(p2, f64(g), m2, v2, lr, b1, b2, eps, step)
+	return p2, m2, v2
+}
+
+// adam64 is Adam on float64 state, updated in place.
+func adam64(p, g, m, v []float64, lr, b1, b2, eps float64, step int) {
 	c1 := 1 - math.Pow(b1, float64(step))
 	c2 := 1 - math.Pow(b2, float64(step))
 	for i := range p {
-		gi := float64(g[i])
-		m2[i] = b1*float64(m[i]) + (1-b1)*gi
-		v2[i] = b2*float64(v[i]) + (1-b2)*gi*gi
-		p2[i] = float64(p[i]) - lr*(m2[i]/c1)/(math.Sqrt(v2[i]/c2)+eps)
+		m[i] = b1*m[i] + (1-b1)*g[i]
+		v[i] = b2*v[i] + (1-b2)*g[i]*g[i]
+		p[i] -= lr * (m[i] / c1) / (math.Sqrt(v[i]/c2) + eps)
 	}
-	return p2, m2, v2
 }
 
 // decoderLayout holds the offsets of N1 | D1 | N2 | D2 | N3 | D0 inside a
 // decoder's parameters.
 type decoderLayout struct {
 	e, dim, latent, hidden int
+	skip                   bool // identity path from y0 to the output (needs latent == dim)
 	n1, d1, n2, d2, n3, d0 int
 	np                     int
 	mlpLat, mlpOut         mlpLayout
@@ -311,6 +314,11 @@ type decoderTape struct {
 	y0, a1, m1, y1, a2, m2, s2, y2 []float64
 }
 
+// The skip forms (compress/metanet's Shape.Skip, beyond the paper) add
+// identity paths: the decoder's output gains y0 (x_hat = y0 + D0(y3)), the
+// encoder's first block gains x (z0 = x + E0(x)) and its final norm N3 is
+// left out (z = s2; N3's parameters get no gradient).
+
 func decoderForward64(l decoderLayout, p, y0 []float64, rows int) ([]float64, decoderTape) {
 	w := l.e * l.latent
 	n := rows * l.e
@@ -323,6 +331,9 @@ func decoderForward64(l decoderLayout, p, y0 []float64, rows int) ([]float64, de
 	t.s2 = add(t.y1, t.m2)
 	t.y2, _, _ = rlnForward64(p[l.n3:l.d0], w, t.s2, rows)
 	_, out := mlpForward64(l.mlpOut, p[l.d0:l.np], t.y2, n)
+	if l.skip {
+		out = add(out, y0)
+	}
 	return out, t
 }
 
@@ -341,11 +352,15 @@ func add(a, b []float64) []float64 {
 func DecoderBackward(p []float32, e, dim, latent, hidden int, y0, dout []float32, rows int) (g, dy0 []float64) {
 	l := newDecoderLayout(e, dim, latent, hidden)
 	pp := f64(p)
-	w := e * latent
-	n := rows * e
 	_, t := decoderForward64(l, pp, f64(y0), rows)
+	return decoderBackward64(l, pp, t, f64(dout), rows)
+}
+
+func decoderBackward64(l decoderLayout, pp []float64, t decoderTape, dout []float64, rows int) (g, dy0 []float64) {
+	w := l.e * l.latent
+	n := rows * l.e
 	g = make([]float64, l.np)
-	gd0, dy2 := mlpBackward64(l.mlpOut, pp[l.d0:l.np], t.y2, f64(dout), n)
+	gd0, dy2 := mlpBackward64(l.mlpOut, pp[l.d0:l.np], t.y2, dout, n)
 	copy(g[l.d0:], gd0)
 	gn3, ds2 := rlnBackward64(pp[l.n3:l.d0], w, t.s2, dy2, rows)
 	copy(g[l.n3:], gn3)
@@ -358,13 +373,18 @@ func DecoderBackward(p []float32, e, dim, latent, hidden int, y0, dout []float32
 	copy(g[l.d1:], gd1)
 	gn1, dy0r := rlnBackward64(pp[l.n1:l.d1], w, t.y0, da1, rows)
 	copy(g[l.n1:], gn1)
-	return g, add(dy0r, dy1)
+	dy0 = add(dy0r, dy1)
+	if l.skip {
+		dy0 = add(dy0, dout)
+	}
+	return g, dy0
 }
 
 // encoderLayout holds the offsets of E0 | N1 | E1 | N2 | E2 | N3 inside an
 // encoder's parameters (the order the encoder uses them).
 type encoderLayout struct {
 	e, dim, latent, hidden int
+	skip                   bool // identity path around E0, no final norm (needs latent == dim)
 	e0, n1, e1, n2, e2, n3 int
 	np                     int
 	mlpIn, mlpLat          mlpLayout
@@ -397,12 +417,18 @@ func encoderForward64(l encoderLayout, p, x []float64, rows int) ([]float64, enc
 	n := rows * l.e
 	t := encoderTape{x: x}
 	_, t.z0 = mlpForward64(l.mlpIn, p[l.e0:l.n1], x, n)
+	if l.skip {
+		t.z0 = add(t.z0, x)
+	}
 	t.a1, _, _ = rlnForward64(p[l.n1:l.e1], w, t.z0, rows)
 	_, t.m1 = mlpForward64(l.mlpLat, p[l.e1:l.n2], t.a1, n)
 	t.z1 = add(t.z0, t.m1)
 	t.a2, _, _ = rlnForward64(p[l.n2:l.e2], w, t.z1, rows)
 	_, t.m2 = mlpForward64(l.mlpLat, p[l.e2:l.n3], t.a2, n)
 	t.s2 = add(t.z1, t.m2)
+	if l.skip {
+		return t.s2, t
+	}
 	z, _, _ := rlnForward64(p[l.n3:l.np], w, t.s2, rows)
 	return z, t
 }
@@ -423,12 +449,20 @@ func EncoderForward(p []float32, e, dim, latent, hidden int, x []float32, rows i
 func EncoderBackward(p []float32, e, dim, latent, hidden int, x, dz []float32, rows int) (g, dx []float64) {
 	l := newEncoderLayout(e, dim, latent, hidden)
 	pp := f64(p)
-	w := e * latent
-	n := rows * e
 	_, t := encoderForward64(l, pp, f64(x), rows)
+	return encoderBackward64(l, pp, t, f64(dz), rows)
+}
+
+func encoderBackward64(l encoderLayout, pp []float64, t encoderTape, dz []float64, rows int) (g, dx []float64) {
+	w := l.e * l.latent
+	n := rows * l.e
 	g = make([]float64, l.np)
-	gn3, ds2 := rlnBackward64(pp[l.n3:l.np], w, t.s2, f64(dz), rows)
-	copy(g[l.n3:], gn3)
+	ds2 := dz
+	if !l.skip {
+		var gn3 []float64
+		gn3, ds2 = rlnBackward64(pp[l.n3:l.np], w, t.s2, dz, rows)
+		copy(g[l.n3:], gn3)
+	}
 	ge2, da2 := mlpBackward64(l.mlpLat, pp[l.e2:l.n3], t.a2, ds2, n)
 	copy(g[l.e2:], ge2)
 	gn2, dz1 := rlnBackward64(pp[l.n2:l.e2], w, t.z1, da2, rows)
@@ -441,6 +475,9 @@ func EncoderBackward(p []float32, e, dim, latent, hidden int, x, dz []float32, r
 	dz0 = add(dz0, dz1)
 	ge0, dx := mlpBackward64(l.mlpIn, pp[l.e0:l.n1], t.x, dz0, n)
 	copy(g[l.e0:], ge0)
+	if l.skip {
+		dx = add(dx, dz0)
+	}
 	return g, dx
 }
 

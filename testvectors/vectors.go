@@ -30,13 +30,24 @@ const (
 	KRLNBackward   = "rln_backward"
 	KAdam          = "adam"
 	KDecode        = "decode"
-	KEncoder       = "encoder" // encoder network, forward and backward
-	KDecoder       = "decoder" // decoder network, forward and backward
+	KEncoder       = "encoder"     // encoder network, forward and backward
+	KDecoder       = "decoder"     // decoder network, forward and backward
+	KTrainStep     = "train_step"  // one training step: forward, backward, Adam
+	KTrainEpoch    = "train_epoch" // one training epoch: every batch, then the full pass
 	KGemm          = "gemm"
 )
 
-// Kernels lists every data file's kernel name in a fixed order.
-var Kernels = []string{KAssign, KCodebookStats, KMLPForward, KMLPBackward, KRLNForward, KRLNBackward, KAdam, KDecode, KEncoder, KDecoder, KGemm}
+// Kernels lists, in a fixed order, the data files of the kernels, which
+// package bindings checks on every backend.
+var Kernels = []string{KAssign, KCodebookStats, KMLPForward, KMLPBackward, KRLNForward, KRLNBackward, KAdam, KDecode, KGemm}
+
+// Composed lists the data files of what training composes from the
+// kernels: the encoder and decoder networks and one whole training step
+// (checked by compress/metanet), one whole epoch (compress/pocketllm).
+var Composed = []string{KEncoder, KDecoder, KTrainStep, KTrainEpoch}
+
+// Files lists every data file: Kernels, then Composed.
+var Files = append(Kernels[:len(Kernels):len(Kernels)], Composed...)
 
 // Case is one golden vector: the arguments of one call and what the oracle
 // says it must produce. Which keys a kernel uses is written beside its

@@ -73,12 +73,12 @@ func readDisk(t *testing.T, kernel string) ([]byte, File) {
 // platform).
 func TestFilesMatchGenerator(t *testing.T) {
 	gen := Generate()
-	if len(gen) != len(Kernels) {
-		t.Fatalf("Generate makes %d files, Kernels lists %d", len(gen), len(Kernels))
+	if len(gen) != len(Files) {
+		t.Fatalf("Generate makes %d files, Files lists %d", len(gen), len(Files))
 	}
 	for i, want := range gen {
-		if want.Kernel != Kernels[i] {
-			t.Fatalf("file %d is %q, Kernels says %q", i, want.Kernel, Kernels[i])
+		if want.Kernel != Files[i] {
+			t.Fatalf("file %d is %q, Files says %q", i, want.Kernel, Files[i])
 		}
 		t.Run(want.Kernel, func(t *testing.T) {
 			_, got := readDisk(t, want.Kernel)
@@ -150,7 +150,7 @@ func mapsEqual[V any](a, b map[string]V, eq func(V, V) bool) bool {
 // TestCanonical checks that each stored file is in canonical form and that
 // the embedded copy is the file on disk.
 func TestCanonical(t *testing.T) {
-	for _, k := range Kernels {
+	for _, k := range Files {
 		b, f := readDisk(t, k)
 		if again := Format(f); !bytes.Equal(again, b) {
 			t.Errorf("data/%s.json is not in canonical form (run go test ./testvectors -update)", k)
@@ -325,5 +325,60 @@ func TestOracleGemm(t *testing.T) {
 	want := Gemm(false, false, m, n, k, 0.5, a, b, 2, c)
 	if got := Gemm(true, true, m, n, k, 0.5, transpose(a, m, k), transpose(b, k, n), 2, c); !slices.Equal(got, want) {
 		t.Fatalf("transposed storage: %v, want %v", got, want)
+	}
+}
+
+// The oracle's training step against finite differences of the function
+// whose gradient it claims to be: with the assignment fixed, the
+// reconstruction loss through the decoder at y0 = C[idx], plus
+// Lambda*MSE(C[idx], z) with z held, plus the straight-through term
+// dot(dL/dy0, z) and Beta*MSE(z, C[idx]) with C held, where dL/dy0 is
+// itself a finite difference. Forms with and without identity paths.
+func TestOracleTrainStep(t *testing.T) {
+	for _, skip := range []bool{false, true} {
+		s := trainShape{name: "fd", e: 3, dim: 4, latent: 4, hidden: 5, k: 9, rows: 3, pad: 1, skip: skip}
+		const lambda, beta = 0.4, 0.3
+		l := s.layout()
+		p32, x32, rowW := trainInputs(&rng{77}, s)
+		p, x, wts := f64(p32), f64(x32), repeatRow(rowW, s.rows)
+		got := trainStep64(l, p, x, wts, s.rows, lambda, beta)
+		lat := s.latent
+		enc := func(q []float64) []float64 { z, _ := encoderForward64(l.enc, q[:l.enc.np], x, s.rows); return z }
+		gatherIdx := func(c []float64) []float64 {
+			y := make([]float64, 0, len(got.idx)*lat)
+			for _, j := range got.idx {
+				y = append(y, c[int(j)*lat:(int(j)+1)*lat]...)
+			}
+			return y
+		}
+		mse := func(a, b []float64) float64 {
+			s := 0.0
+			for i := range a {
+				s += (a[i] - b[i]) * (a[i] - b[i])
+			}
+			return s / float64(len(a))
+		}
+		recon := func(pdec, y0 []float64) float64 {
+			out, _ := decoderForward64(l.dec, pdec, y0, s.rows)
+			se, sw := 0.0, 0.0
+			for i, w := range wts {
+				se += w * (out[i] - x[i]) * (out[i] - x[i])
+				sw += w
+			}
+			return se / sw
+		}
+		z0, y00 := enc(p), gatherIdx(p[l.cb:])
+		if r := recon(p[l.enc.np:l.cb], y00); math.Abs(r-got.recon) > 1e-12*r {
+			t.Errorf("skip=%v: reconstruction term %v, recomputed %v", skip, got.recon, r)
+		}
+		if c := mse(y00, z0); math.Abs(c-got.codebook) > 1e-12*c {
+			t.Errorf("skip=%v: codebook term %v, recomputed %v", skip, got.codebook, c)
+		}
+		dy0 := numGrad(slices.Clone(y00), func(y []float64) float64 { return recon(p[l.enc.np:l.cb], y) })
+		surrogate := func(q []float64) float64 {
+			z := enc(q)
+			return recon(q[l.enc.np:l.cb], y00) + lambda*mse(gatherIdx(q[l.cb:]), z0) + dot(dy0, z) + beta*mse(z, y00)
+		}
+		checkGrad(t, fmt.Sprintf("skip=%v step gradient", skip), got.grad, numGrad(p, surrogate))
 	}
 }
