@@ -306,56 +306,31 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 		// A backend that cannot hold this group (too large for its
 		// memory, say) still runs it call by call, with the same result.
 	}
-	grad := make([]float32, len(p))
-	m := make([]float32, len(p))
-	v := make([]float32, len(p))
-	pv, gv := s.ViewsOf(p), s.ViewsOf(grad)
-
-	rpb := t.rowsPerBatch()
-	ws := metanet.NewWorkspace(s, rpb)
-	rowLen := s.E * s.Dim
-	xb := make([]float32, rpb*rowLen)
-	wb := make([]float32, rpb*rowLen)
+	loop := t.newPerCallLoop(p)
 	order := make([]int32, t.rows)
 	for i := range order {
 		order[i] = int32(i)
 	}
-	loss := metanet.Loss{Lambda: t.st.Lambda, Beta: t.st.Beta}
 	start := time.Now()
 	step := 0
 	for epoch := 0; epoch < t.st.Epochs; epoch++ {
 		lr := t.st.LR * math.Pow(t.st.DecayFactor, float64(epoch/t.st.DecayEvery))
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		var lossSum float64
-		batches := 0
-		for b0 := 0; b0 < t.rows; b0 += rpb {
-			nr := min(rpb, t.rows-b0)
-			for i, r := range order[b0 : b0+nr] {
-				copy(xb[i*rowLen:(i+1)*rowLen], t.x[int(r)*rowLen:(int(r)+1)*rowLen])
-				copy(wb[i*rowLen:(i+1)*rowLen], t.rowWeights(int(r)))
-			}
-			clear(grad)
-			bl, err := ws.Step(t.k, pv, gv, xb[:nr*rowLen], wb[:nr*rowLen], nr, loss)
-			if err != nil {
-				return err
-			}
-			step++
-			if err := t.k.Adam(p, grad, m, v, float32(lr), adamB1, adamB2, adamEps, step); err != nil {
-				return err
-			}
-			lossSum += bl.Recon + t.st.Lambda*bl.Codebook
-			batches++
+		meanLoss, steps, err := loop.epoch(order, float32(lr), step+1)
+		if err != nil {
+			return err
 		}
+		step += steps
 		if t.st.KMeansEvery > 0 && (epoch+1)%t.st.KMeansEvery == 0 {
-			if err := full.kmeansRefresh(pv); err != nil {
+			if err := full.kmeansRefresh(loop.pv); err != nil {
 				return err
 			}
 			// Adam's moments belong to the old codewords.
 			off := s.EncoderParams() + s.DecoderParams()
-			clear(m[off:])
-			clear(v[off:])
+			clear(loop.m[off:])
+			clear(loop.v[off:])
 		}
-		mse, err := full.run(pv)
+		mse, err := full.run(loop.pv)
 		if err != nil {
 			return err
 		}
@@ -366,13 +341,67 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 		if progress != nil {
 			el := time.Since(start)
 			progress(Progress{
-				Epoch: epoch + 1, Epochs: t.st.Epochs, Loss: lossSum / float64(batches), ReconMSE: mse,
+				Epoch: epoch + 1, Epochs: t.st.Epochs, Loss: meanLoss, ReconMSE: mse,
 				BestEpoch: t.bestEpoch, Elapsed: el,
 				Remaining: time.Duration(float64(el) / float64(epoch+1) * float64(t.st.Epochs-epoch-1)),
 			})
 		}
 	}
 	return nil
+}
+
+// perCallLoop is training driven kernel by kernel from Go: the parameters,
+// Adam's moments and one batch's activations in Go memory.
+type perCallLoop struct {
+	t             *trainer
+	p, grad, m, v []float32
+	pv, gv        metanet.Views
+	ws            *metanet.Workspace
+	xb, wb        []float32 // one batch's rows and loss weights
+	loss          metanet.Loss
+}
+
+// newPerCallLoop trains p in place, from zero moments.
+func (t *trainer) newPerCallLoop(p []float32) *perCallLoop {
+	s := t.shape
+	rpb := t.rowsPerBatch()
+	rowLen := s.E * s.Dim
+	l := &perCallLoop{
+		t: t, p: p, grad: make([]float32, len(p)), m: make([]float32, len(p)), v: make([]float32, len(p)),
+		ws: metanet.NewWorkspace(s, rpb), xb: make([]float32, rpb*rowLen), wb: make([]float32, rpb*rowLen),
+		loss: metanet.Loss{Lambda: t.st.Lambda, Beta: t.st.Beta},
+	}
+	l.pv, l.gv = s.ViewsOf(p), s.ViewsOf(l.grad)
+	return l
+}
+
+// epoch runs the batches of order (consecutive entries, rowsPerBatch rows
+// each) with Adam steps firstStep, firstStep+1, ..., and returns the mean of
+// the batches' losses and the number of steps taken.
+func (l *perCallLoop) epoch(order []int32, lr float32, firstStep int) (float64, int, error) {
+	t := l.t
+	rpb := t.rowsPerBatch()
+	rowLen := t.shape.E * t.shape.Dim
+	var lossSum float64
+	batches := 0
+	for b0 := 0; b0 < t.rows; b0 += rpb {
+		nr := min(rpb, t.rows-b0)
+		for i, r := range order[b0 : b0+nr] {
+			copy(l.xb[i*rowLen:(i+1)*rowLen], t.x[int(r)*rowLen:(int(r)+1)*rowLen])
+			copy(l.wb[i*rowLen:(i+1)*rowLen], t.rowWeights(int(r)))
+		}
+		clear(l.grad)
+		bl, err := l.ws.Step(t.k, l.pv, l.gv, l.xb[:nr*rowLen], l.wb[:nr*rowLen], nr, l.loss)
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := t.k.Adam(l.p, l.grad, l.m, l.v, lr, adamB1, adamB2, adamEps, firstStep+batches); err != nil {
+			return 0, 0, err
+		}
+		lossSum += bl.Recon + t.st.Lambda*bl.Codebook
+		batches++
+	}
+	return lossSum / float64(batches), batches, nil
 }
 
 // finish rounds the best parameters to their stored precision, assigns
@@ -452,4 +481,28 @@ func TimeEpochs(k bindings.Kernels, mats []matrix.Matrix, st Settings) (time.Dur
 	start := time.Now()
 	err = t.run(st.Seed, nameStream(mats), nil)
 	return time.Since(start), err
+}
+
+// EpochTimes trains as TimeEpochs does and returns the wall time of each
+// epoch (its batches and full pass); the first also holds the run's setup
+// (initialisation and, on a resident backend, the upload), so the later
+// ones are what each further epoch costs.
+func EpochTimes(k bindings.Kernels, mats []matrix.Matrix, st Settings) ([]time.Duration, error) {
+	if err := st.Validate(); err != nil {
+		return nil, err
+	}
+	shape := st.shape(mats[0].Cols)
+	data, _, err := subVectors(mats, shape)
+	if err != nil {
+		return nil, err
+	}
+	t := newTrainer(k, st, shape, data, mats)
+	times := make([]time.Duration, 0, st.Epochs)
+	last := time.Now()
+	err = t.run(st.Seed, nameStream(mats), func(Progress) {
+		now := time.Now()
+		times = append(times, now.Sub(last))
+		last = now
+	})
+	return times, err
 }
