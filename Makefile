@@ -4,7 +4,7 @@ BUILD    ?= build
 GOFLAGS_ := CGO_ENABLED=0
 FUZZTIME ?= 10s
 
-.PHONY: build deps native test test-go fuzz bench vectors lint demo clean
+.PHONY: build deps native test test-go fuzz bench vectors lint demo clean gpu-check-prepare gpu-check
 
 build: native
 	$(GOFLAGS_) $(GO) build -o pocketllm-native ./cli/pocketllm-native
@@ -40,6 +40,15 @@ bench: native
 # Regenerate the golden kernel vectors from the float64 oracle (review the diff like code).
 vectors:
 	$(GOFLAGS_) $(GO) test ./testvectors -update
+
+# The CUDA backend on a real GPU (scripts/gpu-check says what each phase
+# needs): prepare where Go is, then run where the GPU is, with .dev/gpu
+# carried over. Not part of `make test`: CI has no GPU.
+gpu-check-prepare:
+	scripts/gpu-check prepare
+
+gpu-check:
+	scripts/gpu-check run
 
 lint:
 	test -z "$$(gofmt -s -l $$(git ls-files '*.go'))" || (gofmt -s -l $$(git ls-files '*.go'); exit 1)

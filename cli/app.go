@@ -22,6 +22,9 @@ func New() *cli.App {
 		Description: "Compresses the linear layers of a Hugging Face safetensors model or a llama2.c checkpoint\n" +
 			"into one .pllm file (a small decoder, a latent codebook and bit-packed indices per tensor\n" +
 			"group), and reconstructs dense weights from it.",
+		// A repeated flag gives one value per use: bench --case values
+		// hold commas of their own.
+		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
 			compressCommand(), decompressCommand(), inspectCommand(), demoCommand(),
 			evalCommand(), generateCommand(), backendsCommand(), benchCommand(), sweepCommand(),

@@ -41,10 +41,14 @@ func benchCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "backends", Value: "all", Usage: "comma-separated backends to measure (go, cpu, cuda), or all that load"},
 			&cli.BoolFlag{Name: "short", Usage: "only the smaller sizes"},
+			&cli.BoolFlag{Name: "ladder", Value: true, Usage: "measure the standard ladder of kernel sizes (--ladder=false: only --case and the epoch)"},
+			&cli.StringSliceFlag{Name: "case", Usage: "one more kernel size to measure, e.g. assign:n=16777216,k=32768,dz=8 or decode:n=16777216,k=32768,dim=8,hidden=16,e=512 (repeatable)"},
+			&cli.BoolFlag{Name: "naive", Value: true, Usage: "also time the naive single-thread assignment loop, for the vs-naive column"},
 			&cli.DurationFlag{Name: "min-time", Value: time.Second, Usage: "run each measurement at least this long"},
 			&cli.IntFlag{Name: "epoch-rows", Value: 4096, Usage: "rows of the matrix for the training-epoch measurement (0: skip it)"},
 			&cli.IntFlag{Name: "epoch-cols", Value: 4096, Usage: "columns of that matrix"},
 			&cli.IntFlag{Name: "epoch-k", Value: 4096, Usage: "codebook size for the training epoch (d = 8)"},
+			&cli.IntFlag{Name: "epoch-count", Value: 1, Usage: "epochs to train in that measurement: the first (with the run's setup) is row epoch, the mean of the others row epoch_next"},
 			jsonFlag,
 		},
 		Action: runBench,
@@ -74,6 +78,9 @@ func benchKernels(list string) ([]bindings.Kernels, error) {
 }
 
 func runBench(c *cli.Context) error {
+	if n := c.Int("epoch-count"); n < 1 {
+		return fmt.Errorf("bench --epoch-count %d: need at least 1", n)
+	}
 	ks, err := benchKernels(c.String("backends"))
 	if err != nil {
 		return err
@@ -83,12 +90,23 @@ func runBench(c *cli.Context) error {
 			bindings.Close(k)
 		}
 	}()
-	rows, err := bench.Run(ks, bench.Ladder(c.Bool("short")), c.Duration("min-time"), true)
+	var cases []bench.Case
+	if c.Bool("ladder") {
+		cases = bench.Ladder(c.Bool("short"))
+	}
+	for _, spec := range c.StringSlice("case") {
+		bc, err := bench.ParseCase(spec)
+		if err != nil {
+			return fmt.Errorf("bench --case: %v", err)
+		}
+		cases = append(cases, bc)
+	}
+	rows, err := bench.Run(ks, cases, c.Duration("min-time"), c.Bool("naive"))
 	if err != nil {
 		return err
 	}
 	if er, ec := c.Int("epoch-rows"), c.Int("epoch-cols"); er > 0 && ec > 0 {
-		epochs, err := bench.Epochs(ks, er, ec, c.Int("epoch-k"))
+		epochs, err := bench.Epochs(ks, er, ec, c.Int("epoch-k"), c.Int("epoch-count"))
 		if err != nil {
 			return err
 		}

@@ -89,3 +89,32 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		t.Errorf("file_bytes %v, file has %d", rep["file_bytes"], st.Size())
 	}
 }
+
+// bench --case measures the sizes asked for (commas inside a value do not
+// split it), and --epoch-count 2 gives the first epoch and the next.
+func TestBenchCasesAndEpochs(t *testing.T) {
+	code, out, errOut := run("bench", "--backends", "go", "--ladder=false", "--naive=false", "--min-time", "1ms",
+		"--case", "assign:n=64,k=8,dz=4", "--case", "decode:n=16,k=8,dim=4,hidden=3,e=4",
+		"--epoch-rows", "8", "--epoch-cols", "16", "--epoch-k", "4", "--epoch-count", "2", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rows []benchRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rows {
+		if !(r.Seconds > 0) {
+			t.Errorf("%s %s: %v seconds", r.Kernel, r.Shape, r.Seconds)
+		}
+		got = append(got, r.Kernel+" "+r.Shape)
+	}
+	want := []string{"assign dz4_K8_N64", "decode dim4_h3_E4_K8_N16", "epoch 8x16_d8_K4", "epoch_next 8x16_d8_K4"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("rows %q, want %q", got, want)
+	}
+	if code, _, errOut := run("bench", "--backends", "go", "--ladder=false", "--case", "assign:n=64"); code == 0 || !strings.Contains(errOut, "k= is missing") {
+		t.Errorf("incomplete --case: exit %d, %q", code, errOut)
+	}
+}

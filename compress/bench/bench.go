@@ -7,6 +7,9 @@ package bench
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"pocketllm-native/bindings"
@@ -278,4 +281,50 @@ func newNaiveAssign(c Case) func() error {
 		}
 		return nil
 	}
+}
+
+// ParseCase reads one case written KERNEL:key=value,..., e.g.
+// assign:n=16777216,k=32768,dz=8 or
+// decode:n=16777216,k=32768,dim=8,hidden=16,e=512. Keys: n and k for
+// assign and codebook_stats (with dz), decode (with dim, hidden, e) and the
+// MLP kernels (n rows, dim, hidden); a key a kernel does not use, or a
+// missing one, is an error.
+func ParseCase(spec string) (Case, error) {
+	kernel, args, _ := strings.Cut(spec, ":")
+	var c Case
+	c.Kernel = kernel
+	var keys []string
+	switch kernel {
+	case Assign, Stats:
+		keys = []string{"n", "k", "dz"}
+	case Decode:
+		keys = []string{"n", "k", "dim", "hidden", "e"}
+	case MLPForward, MLPBackward:
+		keys = []string{"n", "dim", "hidden"}
+	default:
+		return c, fmt.Errorf("%q: unknown kernel %q (want %s, %s, %s, %s or %s)", spec, kernel,
+			Assign, Stats, Decode, MLPForward, MLPBackward)
+	}
+	dst := map[string]*int{"n": &c.N, "k": &c.K, "dz": &c.Dim, "dim": &c.Dim, "hidden": &c.Hidden, "e": &c.E}
+	seen := map[string]bool{}
+	for _, kv := range strings.Split(args, ",") {
+		key, val, ok := strings.Cut(kv, "=")
+		if !ok || !slices.Contains(keys, key) || seen[key] {
+			return c, fmt.Errorf("%q: %q is not one of %s=VALUE, each once", spec, kv, strings.Join(keys, "=, "))
+		}
+		v, err := strconv.Atoi(val)
+		if err != nil || v < 1 {
+			return c, fmt.Errorf("%q: %s=%s is not a positive integer", spec, key, val)
+		}
+		*dst[key], seen[key] = v, true
+	}
+	for _, key := range keys {
+		if !seen[key] {
+			return c, fmt.Errorf("%q: %s= is missing", spec, key)
+		}
+	}
+	if kernel == Decode && c.N%c.E != 0 {
+		return c, fmt.Errorf("%q: n=%d is not whole rows of e=%d sub-vectors", spec, c.N, c.E)
+	}
+	return c, nil
 }

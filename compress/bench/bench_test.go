@@ -145,9 +145,36 @@ func TestBenchFLOPs(t *testing.T) {
 	}
 }
 
-// Epochs on a tiny matrix: one row per backend, named and filled.
+func TestParseCase(t *testing.T) {
+	c, err := ParseCase("assign:n=16777216,k=32768,dz=8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Case{Kernel: Assign, N: 16777216, K: 32768, Dim: 8}); c != want {
+		t.Errorf("assign parsed as %+v, want %+v", c, want)
+	}
+	c, err = ParseCase("decode:n=1024,k=256,dim=8,hidden=16,e=512")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Case{Kernel: Decode, N: 1024, K: 256, Dim: 8, Hidden: 16, E: 512}); c != want {
+		t.Errorf("decode parsed as %+v, want %+v", c, want)
+	}
+	for _, bad := range []string{
+		"", "assign", "gemm:n=1", "assign:n=1,k=2", "assign:n=1,k=2,dz=0", "assign:n=1,k=2,dz=8,e=3",
+		"assign:n=1,n=2,k=2,dz=8", "assign:n=x,k=2,dz=8", "decode:n=1000,k=256,dim=8,hidden=16,e=512",
+	} {
+		if _, err := ParseCase(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// Epochs on a tiny matrix: one row per backend, named and filled; with
+// two epochs, a second row for the later one.
 func TestEpochs(t *testing.T) {
-	rows, err := Epochs([]bindings.Kernels{bindings.Go()}, 32, 20, 4)
+	go1 := []bindings.Kernels{bindings.Go()}
+	rows, err := Epochs(go1, 32, 20, 4, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +189,20 @@ func TestEpochs(t *testing.T) {
 	if !(r.Seconds > 0) || r.ItemsPerSec != 32*3/r.Seconds || r.GFLOPS != 0 {
 		t.Errorf("figures: %+v", r)
 	}
-	if _, err := Epochs([]bindings.Kernels{bindings.Go()}, 32, 20, 0); err == nil {
+	rows, err = Epochs(go1, 32, 20, 4, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Kernel != Epoch || rows[1].Kernel != EpochNext || rows[1].Shape != r.Shape {
+		t.Fatalf("two epochs gave %+v, want an %s and an %s row of %s", rows, Epoch, EpochNext, r.Shape)
+	}
+	if n := rows[1]; !(n.Seconds > 0) || n.ItemsPerSec != 32*3/n.Seconds {
+		t.Errorf("%s figures: %+v", EpochNext, n)
+	}
+	if _, err := Epochs(go1, 32, 20, 0, 1); err == nil {
 		t.Error("a codebook of 0 accepted")
+	}
+	if _, err := Epochs(go1, 32, 20, 4, 0); err == nil {
+		t.Error("0 epochs accepted")
 	}
 }

@@ -11,12 +11,24 @@ import (
 	"testing"
 )
 
+// EnvShared names a folder to use instead of ../shared: where a test
+// binary runs on another machine (scripts/gpu-check carries a copy of the
+// files it needs), there is no ../shared beside the checkout.
+const EnvShared = "POCKETLLM_SHARED"
+
 // Path returns ../shared/<rel...> seen from the module root (the first
 // directory above the working directory that holds go.mod; go test runs in
-// the package directory). It skips t when there is no module root or the
-// path does not exist.
+// the package directory), or $POCKETLLM_SHARED/<rel...> when that is set. It
+// skips t when there is no module root or the path does not exist.
 func Path(t testing.TB, rel ...string) string {
 	t.Helper()
+	if root := os.Getenv(EnvShared); root != "" {
+		p := filepath.Join(root, filepath.Join(rel...))
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%s not found (%s=%s): %v", p, EnvShared, root, err)
+		}
+		return p
+	}
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)

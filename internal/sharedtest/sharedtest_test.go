@@ -22,6 +22,7 @@ func TestMissingSkips(t *testing.T) {
 
 // The path is resolved from the module root, not the package directory.
 func TestFromModuleRoot(t *testing.T) {
+	t.Setenv(EnvShared, "")
 	p := Path(t)
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -33,5 +34,25 @@ func TestFromModuleRoot(t *testing.T) {
 	want := filepath.Join(root, "..", "shared")
 	if p != want {
 		t.Fatalf("Path() = %s, want %s", p, want)
+	}
+}
+
+// POCKETLLM_SHARED replaces ../shared.
+func TestEnvShared(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "models", "m"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvShared, dir)
+	if p, want := Path(t, "models", "m"), filepath.Join(dir, "models", "m"); p != want {
+		t.Fatalf("Path = %s, want %s", p, want)
+	}
+	var sub *testing.T
+	t.Run("missing", func(t *testing.T) {
+		sub = t
+		Path(t, "models", "absent")
+	})
+	if !sub.Skipped() {
+		t.Fatal("a path missing under POCKETLLM_SHARED did not skip")
 	}
 }
