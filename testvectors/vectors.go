@@ -1,7 +1,7 @@
 // Package testvectors holds golden inputs and outputs for every kernel of
-// package bindings and for the small networks built from them (the encoder
-// and decoder of METHOD.md section 2), together with the float64 oracle that
-// produced them.
+// package bindings, for the small networks built from them (the encoder
+// and decoder of METHOD.md section 2) and for one whole training step and
+// epoch (section 4), together with the float64 oracle that produced them.
 //
 // The oracle is written from the documents, not from any backend, and shares
 // no code with bindings (this package does not import it). The vectors live
