@@ -45,7 +45,8 @@ func TestSweepStories260K(t *testing.T) {
 	out := filepath.Join(dir, "sweep out")
 	args := []string{"sweep", "--model", model, "--tokenizer", tokPath, "--text", text, "--out-dir", out,
 		"--methods", "pocketllm,vq,rtn", "--bits", "0.1,3,4", "--rtn", "2:32,4:64",
-		"--epochs", "1", "--dims", "2,4", "--backend", "go", "--json"}
+		"--epochs", "1", "--dims", "2,4", "--backend", "go", "--json",
+		"--calibration-samples", "3", "--tune-steps", "2", "--index-update=false", "--block-steps", "1", "--e2e-steps", "2", "--stages"}
 	stdout, err := runApp(args...)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,8 @@ func TestSweepStories260K(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCmd := "pocketllm-native sweep --model " + model + " --tokenizer " + tokPath + " --text " + text +
-		" --out-dir '" + out + "' --methods pocketllm,vq,rtn --bits 0.1,3,4 --rtn 2:32,4:64 --epochs 1 --dims 2,4 --backend go --json"
+		" --out-dir '" + out + "' --methods pocketllm,vq,rtn --bits 0.1,3,4 --rtn 2:32,4:64 --epochs 1 --dims 2,4 --backend go --json" +
+		" --calibration-samples 3 --tune-steps 2 --index-update=false --block-steps 1 --e2e-steps 2 --stages"
 	if res.Command != wantCmd {
 		t.Errorf("command recorded as\n%s\nwant\n%s", res.Command, wantCmd)
 	}
@@ -91,14 +93,27 @@ func TestSweepStories260K(t *testing.T) {
 		t.Errorf("original: ppl %v over %d tokens, want %v over %d", res.OriginalPPL, res.Tokens, base.PPL, base.Tokens)
 	}
 
-	// pocketllm and vq: 0.1 bits is below any setting's cost; 3 and 4 run.
-	wantRows := []string{"pocketllm bits 0.1", "pocketllm bits 3", "pocketllm bits 4", "vq bits 0.1", "vq bits 3", "vq bits 4", "rtn 2-bit g32", "rtn 4-bit g64"}
+	// pocketllm and vq: 0.1 bits is below any setting's cost; 3 and 4 run,
+	// each with a row per tuning stage before the file's.
+	var wantRows []string
+	for _, m := range []string{"pocketllm", "vq"} {
+		wantRows = append(wantRows, m+" bits 0.1")
+		for _, b := range []string{"3", "4"} {
+			for _, st := range []string{" (after trained)", " (after output)", " (after block)", ""} {
+				wantRows = append(wantRows, m+" bits "+b+st)
+			}
+		}
+	}
+	wantRows = append(wantRows, "rtn 2-bit g32", "rtn 4-bit g64")
 	if len(res.Rows) != len(wantRows) {
 		t.Fatalf("%d rows, want %d", len(res.Rows), len(wantRows))
 	}
 	ppl := map[string]float64{}
 	for i, r := range res.Rows {
 		name := r.Method + " " + r.Setting
+		if r.Stage != "" {
+			name += " (after " + r.Stage + ")"
+		}
 		if name != wantRows[i] {
 			t.Errorf("row %d is %s, want %s", i, name, wantRows[i])
 		}
@@ -116,6 +131,13 @@ func TestSweepStories260K(t *testing.T) {
 			if _, ok := raw.Rows[i][key]; !ok {
 				t.Errorf("%s: no %q in the JSON row", name, key)
 			}
+		}
+		if r.Stage != "" {
+			// A stage is measured in memory at the size of the file that follows it.
+			if next := res.Rows[i+1]; r.BitsPerWeight != next.BitsPerWeight || r.File != "" || !(r.PPL >= 1) {
+				t.Errorf("%s: %.6f bits per weight (file row %.6f), file %q, ppl %v", name, r.BitsPerWeight, next.BitsPerWeight, r.File, r.PPL)
+			}
+			continue
 		}
 		// The recorded rate is the file's, as inspect reports it.
 		rep, err := pipeline.Inspect(filepath.Join(out, r.File))
@@ -165,7 +187,7 @@ func TestSweepStories260K(t *testing.T) {
 		t.Errorf("%d table rows for %d runs", len(tableRows), len(res.Rows))
 	}
 	for i, l := range tableRows {
-		if r := res.Rows[i]; !strings.HasPrefix(l, "| "+r.Method+" | "+r.Setting+" |") {
+		if r := res.Rows[i]; !strings.HasPrefix(l, "| "+r.Method+" | "+r.Setting) {
 			t.Errorf("table row %d %q is not %s %s", i, l, r.Method, r.Setting)
 		}
 	}
