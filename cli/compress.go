@@ -341,7 +341,8 @@ func tuningOptions(c *cli.Context) (pipeline.Calibration, pipeline.Tuning, error
 		IndexUpdate: c.Bool("index-update"), Sequential: c.Bool("sequential"),
 		BlockSteps: c.Int("block-steps"), E2ESteps: c.Int("e2e-steps"), E2ELR: c.Float64("e2e-lr"), E2EBatch: c.Int("e2e-batch"),
 	}
-	if cal.Off && (cal.Text != "" || c.IsSet("tokenizer")) {
+	// sweep's --tokenizer is the evaluation text's, not a calibration choice.
+	if cal.Off && (cal.Text != "" || c.Command.Name == "compress" && c.IsSet("tokenizer")) {
 		return cal, tu, fmt.Errorf("--no-calibration takes neither --calibration nor --tokenizer")
 	}
 	if cal.Samples < 1 || cal.MaxTokens < 0 {
