@@ -8,19 +8,27 @@ import (
 	"pocketllm-native/bindings"
 )
 
+// nativeBackend returns the named native kernels, skipping t where they
+// cannot run (failing it where they are required).
+func nativeBackend(t *testing.T, name string) bindings.Kernels {
+	t.Helper()
+	k, _, err := bindings.Select(name)
+	if err != nil {
+		if required()[name] {
+			t.Fatalf("backend %s is required: %v", name, err)
+		}
+		t.Skipf("backend %s not usable here: %v", name, err)
+	}
+	return k
+}
+
 // The lifecycle and refusals of a resident training run on each native
 // backend; what an epoch computes is tested against the per-call loop in
 // compress/pocketllm and native/tests/test_train.c.
 func TestTrainRunLifecycle(t *testing.T) {
 	for _, name := range []string{bindings.BackendCPU, bindings.BackendCUDA} {
 		t.Run(name, func(t *testing.T) {
-			k, _, err := bindings.Select(name)
-			if err != nil {
-				if required()[name] {
-					t.Fatalf("backend %s is required: %v", name, err)
-				}
-				t.Skipf("backend %s not usable here: %v", name, err)
-			}
+			k := nativeBackend(t, name)
 			rt, ok := k.(bindings.ResidentTrainer)
 			if !ok {
 				t.Fatalf("backend %s does not implement ResidentTrainer", name)
@@ -95,13 +103,7 @@ func TestTrainRunLifecycle(t *testing.T) {
 func TestTrainRunNeverKeepsDivergedEpoch(t *testing.T) {
 	for _, name := range []string{bindings.BackendCPU, bindings.BackendCUDA} {
 		t.Run(name, func(t *testing.T) {
-			k, _, err := bindings.Select(name)
-			if err != nil {
-				if required()[name] {
-					t.Fatalf("backend %s is required: %v", name, err)
-				}
-				t.Skipf("backend %s not usable here: %v", name, err)
-			}
+			k := nativeBackend(t, name)
 			defer bindings.Close(k)
 			cfg := bindings.TrainConfig{Rows: 6, E: 2, Dim: 3, Latent: 3, Hidden: 4, K: 5, RowsPerBatch: 3,
 				Lambda: 0.4, AdamB1: 0.9, AdamB2: 0.999, AdamEps: 1e-8}

@@ -122,7 +122,9 @@ func inspect(r *pllm.Reader, path string) (*Report, error) {
 			setting := fmt.Sprintf("d=%d K=%d", p.Dim, p.K)
 			if g.Method == MethodRTN {
 				var rp RTNParams
-				json.Unmarshal(g.Params, &rp)
+				if err := json.Unmarshal(g.Params, &rp); err != nil {
+					return nil, fmt.Errorf("%s: group %s: settings: %v", path, g.Name, err)
+				}
 				setting = fmt.Sprintf("%d-bit g%d", rp.Bits, rp.GroupSize)
 			}
 			gr := GroupReport{Name: g.Name, Method: g.Method, Params: g.Params, Setting: setting, Members: len(g.Members),
