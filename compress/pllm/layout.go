@@ -118,9 +118,10 @@ func (l Layout) Check() error {
 }
 
 // GroupSize is the number of bytes WriteGroup will spend on g, its entry in
-// the section table included (the SectionLayout.Cost of the written group), computed from the group's description alone
-// (array counts and encodings, no data): what a planner counts against a
-// bits-per-weight budget before the arrays exist.
+// the section table included (the SectionLayout.Cost of the written group),
+// computed from the group's description alone (array counts and encodings,
+// no data): what a planner counts against a bits-per-weight budget before
+// the arrays exist.
 func GroupSize(g GroupInfo) (int64, error) {
 	d := groupDesc{Method: g.Method, Params: g.Params, Members: g.Members, Arrays: g.Arrays}
 	_, sizes, err := validateGroup(&d)
