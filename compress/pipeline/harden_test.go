@@ -24,10 +24,10 @@ import (
 	"pocketllm-native/compress/safetensors"
 )
 
-// tinyModel writes a small safetensors file of Llama-named matrices (two
+// tinyMatrices writes a small safetensors file of Llama-named matrices (two
 // q_proj layers sharing a group under plan.ShareKind, one up_proj) and
 // returns its path. zeroQ1 makes layer 1's q_proj all zeros.
-func tinyModel(t *testing.T, dir string, zeroQ1 bool) string {
+func tinyMatrices(t *testing.T, dir string, zeroQ1 bool) string {
 	t.Helper()
 	type mat struct {
 		name       string
@@ -65,7 +65,7 @@ func tinyModel(t *testing.T, dir string, zeroQ1 bool) string {
 	return path
 }
 
-// tinyOptions compresses tinyModel quickly at a fixed setting.
+// tinyOptions compresses tinyMatrices quickly at a fixed setting.
 func tinyOptions(in, out, method string, k bindings.Kernels) CompressOptions {
 	st := pocketllm.DefaultSettings(4, 16)
 	st.Epochs, st.DecayEvery = 2, 1
@@ -98,7 +98,7 @@ func TestDivergedTrainingWritesNothing(t *testing.T) {
 		for _, perCall := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/per-call=%v", name, perCall), func(t *testing.T) {
 				dir := t.TempDir()
-				in := tinyModel(t, dir, false)
+				in := tinyMatrices(t, dir, false)
 				out := filepath.Join(dir, "out.pllm")
 				o := tinyOptions(in, out, MethodPocketLLM, k)
 				o.Method.LR, o.Method.PerCall = 1e30, perCall
@@ -189,7 +189,7 @@ func poison(t *testing.T, path, name string, i int, v float32) {
 // inspect with the file, group and array named, and nothing is written.
 func TestNonFiniteStoredFloatsRefused(t *testing.T) {
 	dir := t.TempDir()
-	in := tinyModel(t, dir, false)
+	in := tinyMatrices(t, dir, false)
 	arrays := map[string][]string{
 		MethodPocketLLM: {"codebook", "decoder_mlp", "decoder_rln", "scales"},
 		MethodVQ:        {"codebook", "scales"},
@@ -238,7 +238,7 @@ func TestNonFiniteStoredFloatsRefused(t *testing.T) {
 // same file decompresses fine as f32).
 func TestReconstructionOverflowRefused(t *testing.T) {
 	dir := t.TempDir()
-	in := tinyModel(t, dir, false)
+	in := tinyMatrices(t, dir, false)
 	good := filepath.Join(dir, "p.pllm")
 	if _, err := Compress(tinyOptions(in, good, MethodPocketLLM, bindings.Go())); err != nil {
 		t.Fatal(err)
@@ -275,7 +275,7 @@ func TestReconstructionOverflowRefused(t *testing.T) {
 // its NMSE is 0 (not an infinity the container's JSON could not hold).
 func TestAllZeroMemberRoundTrips(t *testing.T) {
 	dir := t.TempDir()
-	in := tinyModel(t, dir, true)
+	in := tinyMatrices(t, dir, true)
 	const zero = "model.layers.1.self_attn.q_proj.weight"
 	for _, method := range []string{MethodPocketLLM, MethodVQ} {
 		out := filepath.Join(dir, method+".pllm")
