@@ -212,7 +212,11 @@ func Compress(o CompressOptions) (*Report, error) {
 			w.Abort()
 		}
 	}()
-	if err := w.WriteMeta(meta(src, o, cal)); err != nil {
+	md, err := meta(src, o, cal)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.WriteMeta(md); err != nil {
 		return nil, err
 	}
 	var tunedKept map[string][]float32
@@ -223,7 +227,7 @@ func Compress(o CompressOptions) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := w.WriteGroup(t.encode()); err != nil {
+			if err := writeGroup(w, t, o.In); err != nil {
 				return nil, err
 			}
 		}
@@ -245,7 +249,7 @@ func Compress(o CompressOptions) (*Report, error) {
 			if err := t.refresh(o.Kernels); err != nil {
 				return nil, err
 			}
-			if err := w.WriteGroup(t.encode()); err != nil {
+			if err := writeGroup(w, t, o.In); err != nil {
 				return nil, err
 			}
 		}
@@ -269,14 +273,16 @@ func Compress(o CompressOptions) (*Report, error) {
 			return nil, err
 		}
 	}
-	if err := w.Close(); err != nil {
+	// The file is put in place only once it reads back as Inspect reads it,
+	// so a file that could not be decompressed is never left at o.Out.
+	var rep *Report
+	if err := w.CloseVerified(func(r *pllm.Reader) error {
+		rep, err = inspect(r, o.Out)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	ok = true
-	rep, err := Inspect(o.Out)
-	if err != nil {
-		return nil, err
-	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
 }
@@ -362,7 +368,7 @@ func planGroup(g plan.Group, o CompressOptions) (plannedGroup, error) {
 	return pg, nil
 }
 
-func meta(src *checkpoint.Source, o CompressOptions, cal *Calibrated) pllm.Meta {
+func meta(src *checkpoint.Source, o CompressOptions, cal *Calibrated) (pllm.Meta, error) {
 	st := o.Method
 	dec := "f16"
 	if st.DecoderF32 {
@@ -380,8 +386,11 @@ func meta(src *checkpoint.Source, o CompressOptions, cal *Calibrated) pllm.Meta 
 		tu := o.Tuning
 		s.Objective, s.OutputSteps, s.IndexUpdate, s.Sequential, s.E2ESteps = tu.Objective, tu.OutputSteps, tu.IndexUpdate, tu.Sequential, tu.E2ESteps
 	}
-	sj, _ := json.Marshal(s)
-	return pllm.Meta{Tool: "pocketllm-native", SourceFormat: src.Format, ModelConfig: src.ConfigJSON, Settings: sj}
+	sj, err := json.Marshal(s)
+	if err != nil {
+		return pllm.Meta{}, fmt.Errorf("%s: recording the settings: %v", o.In, err)
+	}
+	return pllm.Meta{Tool: "pocketllm-native", SourceFormat: src.Format, ModelConfig: src.ConfigJSON, Settings: sj}, nil
 }
 
 // trained is a group after training: what it keeps, the original weights
@@ -440,38 +449,54 @@ func trainGroup(src *checkpoint.Source, g plannedGroup, i, of int, o CompressOpt
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", o.In, err)
+		return nil, fmt.Errorf("%s: group %s: %w", o.In, g.Name, err)
 	}
 	emit(Event{Kind: "done", NMSE: t.nmse, Seconds: time.Since(start).Seconds()})
 	return t, nil
 }
 
 // encode lays the group out as the container's arrays.
-func (t *trained) encode() pllm.Group {
+func (t *trained) encode() (pllm.Group, error) {
 	switch {
 	case t.rtn != nil:
-		return *t.rtn
+		return *t.rtn, nil
 	case t.vq != nil:
 		return encodeVQ(t.g.Group, t.vq)
 	}
 	return encodeGroup(t.g.Group, t.pl, t.g.set.DecoderF32)
 }
 
+// writeGroup encodes a trained group and writes it.
+func writeGroup(w *pllm.Writer, t *trained, in string) error {
+	grp, err := t.encode()
+	if err != nil {
+		return fmt.Errorf("%s: group %s: %w", in, t.g.Name, err)
+	}
+	return w.WriteGroup(grp)
+}
+
 // encodeGroup lays a result out as the container's pocketllm group arrays
 // (FORMAT.md): indices, codebook, decoder_mlp, decoder_rln, scales.
-func encodeGroup(g plan.Group, res *pocketllm.Result, decoderF32 bool) pllm.Group {
+func encodeGroup(g plan.Group, res *pocketllm.Result, decoderF32 bool) (pllm.Group, error) {
 	s := res.Shape
-	params, _ := json.Marshal(GroupParams{
+	params, err := json.Marshal(GroupParams{
 		Dim: s.Dim, Latent: s.Latent, Hidden: s.Hidden, K: s.K, E: s.E, Cols: g.Cols(),
 		GELU: "tanh", BestEpoch: res.BestEpoch, ReconMSE: res.ReconMSE, Skip: s.Skip,
 	})
+	if err != nil {
+		return pllm.Group{}, fmt.Errorf("recording the settings: %v", err)
+	}
+	mems, err := members(g, res.NMSE)
+	if err != nil {
+		return pllm.Group{}, err
+	}
 	mlp, rln := splitDecoder(s.E, s.Dim, s.Latent, s.Hidden, res.Decoder)
 	mlpArr := pllm.F16Array("decoder_mlp", mlp)
 	if decoderF32 {
 		mlpArr = pllm.F32Array("decoder_mlp", mlp)
 	}
 	return pllm.Group{
-		Name: g.Name, Method: MethodPocketLLM, Params: params, Members: members(g, res.NMSE),
+		Name: g.Name, Method: MethodPocketLLM, Params: params, Members: mems,
 		Arrays: []pllm.Array{
 			pllm.UintArray("indices", pllm.BitsFor(uint64(s.K)), indexArray(res.Indices)),
 			pllm.F16Array("codebook", res.Codebook),
@@ -479,16 +504,19 @@ func encodeGroup(g plan.Group, res *pocketllm.Result, decoderF32 bool) pllm.Grou
 			pllm.F16Array("decoder_rln", rln),
 			pllm.F32Array("scales", res.Scales),
 		},
-	}
+	}, nil
 }
 
-func members(g plan.Group, nmse []float64) []pllm.Member {
+func members(g plan.Group, nmse []float64) ([]pllm.Member, error) {
 	out := make([]pllm.Member, len(g.Members))
 	for j, m := range g.Members {
-		mp, _ := json.Marshal(MemberParams{NMSE: nmse[j]})
+		mp, err := json.Marshal(MemberParams{NMSE: nmse[j]})
+		if err != nil {
+			return nil, fmt.Errorf("member %s: recording its error: %v", m.Name, err)
+		}
 		out[j] = pllm.Member{Name: m.Name, Shape: []int{m.Rows, m.Cols}, DType: m.DType, Params: mp}
 	}
-	return out
+	return out, nil
 }
 
 func indexArray(idx []int32) []uint32 {
@@ -530,16 +558,23 @@ func trainVQ(o CompressOptions, g plannedGroup, mats []matrix.Matrix) (*vq.Resul
 	return vq.Compress(o.Kernels, mats, vq.Settings{Dim: g.set.Dim, K: g.set.K, Iters: o.VQIters, Seed: o.Method.Seed}, w)
 }
 
-func encodeVQ(g plan.Group, res *vq.Result) pllm.Group {
-	params, _ := json.Marshal(VQParams{Dim: res.Dim, K: res.K, E: res.E, Cols: res.Cols})
+func encodeVQ(g plan.Group, res *vq.Result) (pllm.Group, error) {
+	params, err := json.Marshal(VQParams{Dim: res.Dim, K: res.K, E: res.E, Cols: res.Cols})
+	if err != nil {
+		return pllm.Group{}, fmt.Errorf("recording the settings: %v", err)
+	}
+	mems, err := members(g, res.NMSE)
+	if err != nil {
+		return pllm.Group{}, err
+	}
 	return pllm.Group{
-		Name: g.Name, Method: MethodVQ, Params: params, Members: members(g, res.NMSE),
+		Name: g.Name, Method: MethodVQ, Params: params, Members: mems,
 		Arrays: []pllm.Array{
 			pllm.UintArray("indices", pllm.BitsFor(uint64(res.K)), indexArray(res.Indices)),
 			pllm.F16Array("codebook", res.Codebook),
 			pllm.F32Array("scales", res.Scales),
 		},
-	}
+	}, nil
 }
 
 // compressRTN quantises the group's single matrix.
@@ -549,9 +584,16 @@ func compressRTN(o CompressOptions, g plannedGroup, mats []matrix.Matrix) (pllm.
 		return pllm.Group{}, nil, err
 	}
 	nmse := []float64{res.NMSE}
-	params, _ := json.Marshal(RTNParams{Bits: res.Bits, GroupSize: res.GroupSize, Cols: res.Cols})
+	params, err := json.Marshal(RTNParams{Bits: res.Bits, GroupSize: res.GroupSize, Cols: res.Cols})
+	if err != nil {
+		return pllm.Group{}, nil, fmt.Errorf("recording the settings: %v", err)
+	}
+	mems, err := members(g.Group, nmse)
+	if err != nil {
+		return pllm.Group{}, nil, err
+	}
 	return pllm.Group{
-		Name: g.Name, Method: MethodRTN, Params: params, Members: members(g.Group, nmse),
+		Name: g.Name, Method: MethodRTN, Params: params, Members: mems,
 		Arrays: []pllm.Array{
 			pllm.UintArray("codes", res.Bits, res.Codes),
 			pllm.F16Array("scales", res.Scales),

@@ -91,7 +91,8 @@ func failer(file string, g pllm.Group) func(format string, args ...any) error {
 	}
 }
 
-// floatArray returns the group's f16 or f32 array name, which must hold n values.
+// floatArray returns the group's f16 or f32 array name, which must hold n
+// finite values.
 func floatArray(fail func(string, ...any) error, g pllm.Group, name string, n int) ([]float32, error) {
 	a, ok := g.Array(name)
 	if !ok {
@@ -102,6 +103,9 @@ func floatArray(fail func(string, ...any) error, g pllm.Group, name string, n in
 	}
 	if len(a.Floats) != n {
 		return nil, fail("array %q holds %d values, want %d", name, len(a.Floats), n)
+	}
+	if err := a.CheckFinite(); err != nil {
+		return nil, fail("%v", err)
 	}
 	return a.Floats, nil
 }

@@ -2,12 +2,16 @@ package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/fp16"
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/pllm"
 	"pocketllm-native/compress/pocketllm"
@@ -83,40 +87,95 @@ func refuseExisting(path string, force bool) error {
 	return nil
 }
 
-// reconstructGroup rebuilds every member of group i, whatever its method.
+// errUnknownMethod marks a group whose method this build cannot read.
+var errUnknownMethod = errors.New("method not known to this build")
+
+// decodeGroup checks group g the way its method reads it (settings, array
+// counts, index ranges, finite floats) and returns what rebuilds its
+// members.
+func decodeGroup(file string, g pllm.Group) (rebuild func(bindings.Kernels) ([][]float32, error), err error) {
+	switch g.Method {
+	case MethodPocketLLM:
+		res, shapes, err := decodePocketLLM(file, g)
+		if err != nil {
+			return nil, err
+		}
+		return func(k bindings.Kernels) ([][]float32, error) { return pocketllm.Reconstruct(k, res, shapes) }, nil
+	case MethodVQ:
+		res, shapes, err := decodeVQ(file, g)
+		if err != nil {
+			return nil, err
+		}
+		return func(bindings.Kernels) ([][]float32, error) { return vq.Reconstruct(res, shapes) }, nil
+	case MethodRTN:
+		res, err := decodeRTN(file, g)
+		if err != nil {
+			return nil, err
+		}
+		return func(bindings.Kernels) ([][]float32, error) { return [][]float32{rtn.Reconstruct(res)}, nil }, nil
+	}
+	return nil, fmt.Errorf("%s: group %s: %w: %q is not one this build reconstructs", file, g.Name, errUnknownMethod, g.Method)
+}
+
+// reconstructGroup rebuilds every member of group i, whatever its method,
+// and refuses weights that come out non-finite (finite stored values whose
+// product overflows float32).
 func reconstructGroup(r *pllm.Reader, file string, i int, k bindings.Kernels) ([]pllm.Member, [][]float32, error) {
 	g, err := r.ReadGroup(i)
 	if err != nil {
 		return nil, nil, err
 	}
-	var out [][]float32
-	switch g.Method {
-	case MethodPocketLLM:
-		res, shapes, err := decodePocketLLM(file, g)
-		if err != nil {
-			return nil, nil, err
+	rebuild, err := decodeGroup(file, g)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := rebuild(k)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: group %s: %w", file, g.Name, err)
+	}
+	for j, m := range g.Members {
+		for e, v := range out[j] {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, nil, fmt.Errorf("%s: group %s: member %s: reconstructed weight %s is %v (the stored values overflow float32)", file, g.Name, m.Name, position(m.Shape, e), v)
+			}
 		}
-		if out, err = pocketllm.Reconstruct(k, res, shapes); err != nil {
-			return nil, nil, fmt.Errorf("%s: group %s: %w", file, g.Name, err)
-		}
-	case MethodVQ:
-		res, shapes, err := decodeVQ(file, g)
-		if err != nil {
-			return nil, nil, err
-		}
-		if out, err = vq.Reconstruct(res, shapes); err != nil {
-			return nil, nil, fmt.Errorf("%s: group %s: %w", file, g.Name, err)
-		}
-	case MethodRTN:
-		res, err := decodeRTN(file, g)
-		if err != nil {
-			return nil, nil, err
-		}
-		out = [][]float32{rtn.Reconstruct(res)}
-	default:
-		return nil, nil, fmt.Errorf("%s: group %s: method %q is not one this build reconstructs", file, g.Name, g.Method)
 	}
 	return g.Members, out, nil
+}
+
+// encodeTensor converts a tensor's float32 values to dtype dt, refusing a
+// finite value that dt cannot hold: f16 rounds magnitudes of 65520 and more
+// to ±Inf, bf16 those next to float32's largest. A value that already is
+// ±Inf or NaN (a kept tensor's own) is converted as it is.
+func encodeTensor(file, name string, dt checkpoint.DType, shape []int, v []float32) ([]byte, error) {
+	var overflows func(float32) bool
+	switch dt {
+	case "F16":
+		overflows = func(x float32) bool { return fp16.FromFloat32(x)&0x7fff == 0x7c00 }
+	case "BF16":
+		overflows = func(x float32) bool { return fp16.BF16FromFloat32(x)&0x7fff == 0x7f80 }
+	}
+	if overflows != nil {
+		for e, x := range v {
+			if !math.IsInf(float64(x), 0) && overflows(x) {
+				return nil, fmt.Errorf("%s: tensor %s: weight %s = %v does not fit %s (it would become infinite); use --dtype f32", file, name, position(shape, e), x, strings.ToLower(string(dt)))
+			}
+		}
+	}
+	buf, err := checkpoint.EncodeFloat32(dt, v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %s: %w", file, name, err)
+	}
+	return buf, nil
+}
+
+// position names element e of a tensor of the given shape: row and column
+// for a matrix, the flat index otherwise.
+func position(shape []int, e int) string {
+	if len(shape) == 2 && shape[1] > 0 {
+		return fmt.Sprintf("at row %d, column %d", e/shape[1], e%shape[1])
+	}
+	return fmt.Sprintf("at element %d", e)
 }
 
 // writeFolder writes a Hugging Face style folder: model.safetensors plus the
@@ -168,9 +227,9 @@ func writeFolder(r *pllm.Reader, o DecompressOptions, dtype checkpoint.DType) er
 			return err
 		}
 		for j, m := range members {
-			buf, err := checkpoint.EncodeFloat32(outType(checkpoint.DType(m.DType)), data[j])
+			buf, err := encodeTensor(o.In, m.Name, outType(checkpoint.DType(m.DType)), m.Shape, data[j])
 			if err != nil {
-				return fmt.Errorf("%s: tensor %s: %w", o.In, m.Name, err)
+				return err
 			}
 			if err := w.Write(m.Name, buf); err != nil {
 				return err
@@ -190,8 +249,8 @@ func writeFolder(r *pllm.Reader, o DecompressOptions, dtype checkpoint.DType) er
 			if err != nil {
 				return fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
 			}
-			if raw, err = checkpoint.EncodeFloat32(to, vals); err != nil {
-				return fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
+			if raw, err = encodeTensor(o.In, t.Name, to, t.Shape, vals); err != nil {
+				return err
 			}
 		}
 		if err := w.Write(t.Name, raw); err != nil {

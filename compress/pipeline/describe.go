@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"math"
 
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/plan"
@@ -11,28 +12,42 @@ import (
 
 // The planner counts every byte a group will take in the file, so it
 // describes the group exactly as the encoders below will write it, with the
-// longest values its measurements can take.
+// longest values its measurements can take: the planned size is an upper
+// bound of the written one, a few bytes per member above it at most.
 const (
-	longestFloat = 0.12345678901234568 // a float64 needing the most JSON digits
-	longestEpoch = 1 << 20
+	// longestFloat has the longest encoding/json form of any finite
+	// float64, 25 bytes: "-0.0000012345678901234567". Go writes magnitudes
+	// in [1e-6, 1e21) without an exponent, so 17 significant digits after
+	// five leading zeros beat every exponent form (at most 24 bytes, as in
+	// -1.7976931348623157e+308). A measurement such as an NMSE of 1.2e-05
+	// takes 23 bytes when it has 17 digits.
+	longestFloat = -1.2345678901234567e-06
+	longestEpoch = math.MaxInt // the best epoch is an int
 )
 
 func longestMembers(g plan.Group) []pllm.Member {
-	mp, _ := json.Marshal(MemberParams{NMSE: longestFloat})
-	out := make([]pllm.Member, len(g.Members))
-	for j, m := range g.Members {
-		out[j] = pllm.Member{Name: m.Name, Shape: []int{m.Rows, m.Cols}, DType: m.DType, Params: mp}
+	nmse := make([]float64, len(g.Members))
+	for j := range nmse {
+		nmse[j] = longestFloat
+	}
+	out, err := members(g, nmse)
+	if err != nil {
+		panic("pipeline: describing a group the planner built: " + err.Error())
 	}
 	return out
 }
 
 func groupBytes(g plan.Group, method string, params any, arrays []pllm.ArrayInfo) int64 {
-	p, _ := json.Marshal(params)
-	n, err := pllm.GroupSize(pllm.GroupInfo{Name: g.Name, Method: method, Params: p, Members: longestMembers(g), Arrays: arrays})
-	if err != nil {
-		panic("pipeline: describing a group the planner built: " + err.Error())
+	p, err := json.Marshal(params)
+	if err == nil {
+		var n int64
+		n, err = pllm.GroupSize(pllm.GroupInfo{Name: g.Name, Method: method, Params: p, Members: longestMembers(g), Arrays: arrays})
+		if err == nil {
+			return n
+		}
 	}
-	return n
+	// Only finite constants and the planner's own settings are described.
+	panic("pipeline: describing a group the planner built: " + err.Error())
 }
 
 func subVectorCount(g plan.Group, dim int) int { return g.Rows() * ((g.Cols() + dim - 1) / dim) }

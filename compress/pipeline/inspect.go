@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"pocketllm-native/compress/pllm"
@@ -15,7 +16,8 @@ type Report struct {
 	SourceFormat string          `json:"source_format"`
 	Settings     json.RawMessage `json:"settings,omitempty"`
 
-	// Over the compressed tensors: every byte of their group sections.
+	// Over the compressed tensors: every byte of their group sections, each
+	// with its 24-byte entry in the section table (pllm.SectionLayout.Cost).
 	CompressedWeights int64   `json:"compressed_weights"`
 	CompressedBytes   int64   `json:"compressed_bytes"`
 	BitsPerWeight     float64 `json:"bits_per_weight"`
@@ -24,11 +26,13 @@ type Report struct {
 	CompressionRatioFP16 float64 `json:"compression_ratio_fp16"`
 	CompressionRatioFP32 float64 `json:"compression_ratio_fp32"`
 
-	// The rest of the file.
+	// The rest of the file, each section with its section table entry as
+	// well, so CompressedBytes + RawBytes + SideBytes + FramingBytes is the
+	// file size.
 	RawWeights   int64 `json:"raw_weights"`
 	RawBytes     int64 `json:"raw_bytes"`
 	SideBytes    int64 `json:"side_bytes"`
-	FramingBytes int64 `json:"framing_bytes"` // header, metadata, section table, trailer
+	FramingBytes int64 `json:"framing_bytes"` // header, metadata, section table frame, trailer
 	// ModelBytesFP16 is the whole model (compressed and kept tensors) at 16
 	// bits per weight; FileRatioFP16 is that over FileBytes.
 	ModelBytesFP16 int64   `json:"model_bytes_fp16"`
@@ -49,7 +53,7 @@ type GroupReport struct {
 	Setting       string          `json:"setting"` // a short human form: "d=4 K=256", "4-bit g32"
 	Members       int             `json:"members"`
 	Weights       int64           `json:"weights"`
-	Bytes         int64           `json:"bytes"`
+	Bytes         int64           `json:"bytes"` // its section and its section table entry
 	BitsPerWeight float64         `json:"bits_per_weight"`
 	Arrays        []ArrayBytes    `json:"arrays"`
 }
@@ -75,13 +79,21 @@ type TensorReport struct {
 	NMSE          *float64 `json:"nmse,omitempty"`
 }
 
-// Inspect reads and verifies a .pllm file and reports on it.
+// Inspect reads and verifies a .pllm file and reports on it. Besides the
+// container's own checks it reads every group as its method does (array
+// counts, index ranges, finite floats), without reconstructing the weights.
 func Inspect(path string) (*Report, error) {
 	r, err := pllm.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
+	return inspect(r, path)
+}
+
+// inspect is Inspect on an open file; Compress runs it on the written file
+// before putting it in place.
+func inspect(r *pllm.Reader, path string) (*Report, error) {
 	l := r.Layout()
 	if err := l.Check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -95,6 +107,13 @@ func Inspect(path string) (*Report, error) {
 		switch s.Kind {
 		case pllm.KindGroup:
 			g := groups[gi]
+			grp, err := r.ReadGroup(gi)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := decodeGroup(path, grp); err != nil && !errors.Is(err, errUnknownMethod) {
+				return nil, err
+			}
 			gi++
 			var p struct{ Dim, K, Bits, GroupSize int }
 			if err := json.Unmarshal(g.Params, &p); err != nil {
@@ -103,17 +122,19 @@ func Inspect(path string) (*Report, error) {
 			setting := fmt.Sprintf("d=%d K=%d", p.Dim, p.K)
 			if g.Method == MethodRTN {
 				var rp RTNParams
-				json.Unmarshal(g.Params, &rp)
+				if err := json.Unmarshal(g.Params, &rp); err != nil {
+					return nil, fmt.Errorf("%s: group %s: settings: %v", path, g.Name, err)
+				}
 				setting = fmt.Sprintf("%d-bit g%d", rp.Bits, rp.GroupSize)
 			}
 			gr := GroupReport{Name: g.Name, Method: g.Method, Params: g.Params, Setting: setting, Members: len(g.Members),
-				Weights: s.Weights, Bytes: s.Size, BitsPerWeight: s.BitsPerWeight()}
+				Weights: s.Weights, Bytes: s.Cost(), BitsPerWeight: s.BitsPerWeight()}
 			for _, a := range s.Arrays {
 				gr.Arrays = append(gr.Arrays, ArrayBytes{Name: a.Name, Encoding: string(a.Encoding), Count: a.Count, Bytes: a.Size})
 			}
 			rep.Groups = append(rep.Groups, gr)
 			rep.CompressedWeights += s.Weights
-			rep.CompressedBytes += s.Size
+			rep.CompressedBytes += s.Cost()
 			for _, mem := range g.Members {
 				tr := TensorReport{Name: mem.Name, Shape: mem.Shape, DType: string(mem.DType), Method: g.Method,
 					Group: g.Name, BitsPerWeight: s.BitsPerWeight()}
@@ -125,11 +146,14 @@ func Inspect(path string) (*Report, error) {
 			}
 		case pllm.KindRaw:
 			rep.RawWeights += s.Weights
-			rep.RawBytes += s.Size
+			rep.RawBytes += s.Cost()
 		case pllm.KindSide:
-			rep.SideBytes += s.Size
+			rep.SideBytes += s.Cost()
+		case pllm.KindIndex:
+			// Every entry is charged to its section; the table's frame is framing.
+			rep.FramingBytes += s.Size - pllm.IndexEntrySize*int64(len(l.Sections)-1)
 		default:
-			rep.FramingBytes += s.Size
+			rep.FramingBytes += s.Cost()
 		}
 	}
 	for _, t := range r.RawTensors() {

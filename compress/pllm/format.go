@@ -134,6 +134,19 @@ func (a Array) Count() int {
 	return len(a.Bytes)
 }
 
+// CheckFinite reports the first NaN or ±Inf value of an f32 or f16 array,
+// naming the array and the value's position. The container stores any
+// float; a method whose arrays must be finite (all of this module's: see
+// FORMAT.md) calls it when it reads them.
+func (a Array) CheckFinite() error {
+	for i, v := range a.Floats {
+		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("array %q: value %d of %d is %v; stored floats must be finite", a.Name, i, len(a.Floats), v)
+		}
+	}
+	return nil
+}
+
 // Info describes the array without its data.
 func (a Array) Info() ArrayInfo {
 	return ArrayInfo{Name: a.Name, Encoding: a.Encoding, Bits: a.Bits, Count: a.Count()}

@@ -38,13 +38,26 @@ type ArrayLayout struct {
 	Size   int64
 }
 
-// BitsPerWeight is 8 x Size / Weights: every stored byte of the section over
-// its real weight count; 0 when the section stores no weights.
+// Cost is every byte the section adds to the file: its Size plus its
+// IndexEntrySize-byte entry in the section table. The section table's own
+// frame (header and CRC, 28 bytes) is charged to no section: it is framing,
+// as the file header and trailer are. So FileSize = HeaderSize + Σ Cost +
+// 28 + TrailerSize.
+func (s SectionLayout) Cost() int64 {
+	if s.Kind == KindIndex {
+		return 0
+	}
+	return s.Size + IndexEntrySize
+}
+
+// BitsPerWeight is 8 x Cost / Weights: every byte the section adds to the
+// file over its real weight count (what GroupSize plans for a group); 0 when
+// the section stores no weights.
 func (s SectionLayout) BitsPerWeight() float64 {
 	if s.Weights == 0 {
 		return 0
 	}
-	return 8 * float64(s.Size) / float64(s.Weights)
+	return 8 * float64(s.Cost()) / float64(s.Weights)
 }
 
 // Layout returns the file's byte accounting, the section table included
@@ -105,9 +118,10 @@ func (l Layout) Check() error {
 }
 
 // GroupSize is the number of bytes WriteGroup will spend on g, its entry in
-// the section table included, computed from the group's description alone
-// (array counts and encodings, no data): what a planner counts against a
-// bits-per-weight budget before the arrays exist.
+// the section table included (the SectionLayout.Cost of the written group),
+// computed from the group's description alone (array counts and encodings,
+// no data): what a planner counts against a bits-per-weight budget before
+// the arrays exist.
 func GroupSize(g GroupInfo) (int64, error) {
 	d := groupDesc{Method: g.Method, Params: g.Params, Members: g.Members, Arrays: g.Arrays}
 	_, sizes, err := validateGroup(&d)

@@ -281,6 +281,14 @@ func TestLayoutAccounting(t *testing.T) {
 	if last := l.Sections[len(l.Sections)-1]; last.Kind != KindIndex || last.Size != minSectionSize+int64(IndexEntrySize*(len(l.Sections)-1)) {
 		t.Fatalf("last section %+v is not the index", last)
 	}
+	// Charging each entry to its section leaves only the table's frame.
+	costs := int64(FileHeaderSize + minSectionSize + TrailerSize)
+	for _, sec := range l.Sections {
+		costs += sec.Cost()
+	}
+	if costs != fi.Size() {
+		t.Fatalf("costs and framing add to %d, file has %d bytes", costs, fi.Size())
+	}
 	// Group array sizes and weights follow from the inputs alone.
 	gi := 0
 	for _, sec := range l.Sections {
@@ -295,8 +303,16 @@ func TestLayoutAccounting(t *testing.T) {
 			if sec.Weights != weights {
 				t.Errorf("group %s: %d weights, want %d", g.Name, sec.Weights, weights)
 			}
-			if got, want := sec.BitsPerWeight(), 8*float64(sec.Size)/float64(weights); got != want {
+			// A group is charged its section and its entry in the section
+			// table, exactly what GroupSize plans from its description.
+			if sec.Cost() != sec.Size+IndexEntrySize {
+				t.Errorf("group %s: cost %d, section %d", g.Name, sec.Cost(), sec.Size)
+			}
+			if got, want := sec.BitsPerWeight(), 8*float64(sec.Size+IndexEntrySize)/float64(weights); got != want {
 				t.Errorf("group %s: %v bits per weight, want %v", g.Name, got, want)
+			}
+			if planned, err := GroupSize(g.Info()); err != nil || planned != sec.Cost() {
+				t.Errorf("group %s: GroupSize %d (%v), written cost %d", g.Name, planned, err, sec.Cost())
 			}
 			for k, a := range g.Arrays {
 				var want int

@@ -460,21 +460,52 @@ func (w *Writer) writeSide(f SideFile) error {
 
 // Close writes the section table and trailer, syncs the file to disk and
 // renames it to its final path. The meta record must have been written.
-func (w *Writer) Close() error {
+func (w *Writer) Close() error { return w.CloseVerified(nil) }
+
+// CloseVerified is Close with a last check before the file is put in place:
+// the complete, synced file is read back with NewReader (every check Open
+// makes) and, when verify is not nil, handed to it. If either fails, the
+// temporary file is removed, nothing appears at the path (an existing file
+// there stays as it was) and the error is returned.
+func (w *Writer) CloseVerified(verify func(*Reader) error) error {
 	if err := w.check(); err != nil {
 		return err
 	}
 	if !w.metaDone {
 		return w.errorf("meta record never written")
 	}
-	if err := w.finish(); err != nil {
+	if err := w.finish(verify); err != nil {
+		if errors.Is(err, errVerify) {
+			return w.fail(err)
+		}
 		return w.errorf("%v", err)
 	}
 	w.done = true
 	return nil
 }
 
-func (w *Writer) finish() error {
+// errVerify marks a failed read-back check: its message already names the
+// file.
+var errVerify = errors.New("the file was not put in place")
+
+// readBack opens the finished temporary file as a Reader named after the
+// output path and runs verify on it.
+func (w *Writer) readBack(verify func(*Reader) error) error {
+	fi, err := w.tmp.Stat()
+	if err != nil {
+		return err
+	}
+	r, err := NewReader(w.tmp, fi.Size(), w.path)
+	if err == nil && verify != nil {
+		err = verify(r)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", err, errVerify)
+	}
+	return nil
+}
+
+func (w *Writer) finish(verify func(*Reader) error) error {
 	indexOff := w.off
 	body := int64(len(w.index)) * IndexEntrySize
 	s, err := w.begin(KindIndex, "", nil, body)
@@ -507,6 +538,9 @@ func (w *Writer) finish() error {
 		return err
 	}
 	if err := w.tmp.Sync(); err != nil {
+		return err
+	}
+	if err := w.readBack(verify); err != nil {
 		return err
 	}
 	name := w.tmp.Name()

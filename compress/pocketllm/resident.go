@@ -72,6 +72,9 @@ func (t *trainer) runResident(run bindings.TrainRun, rng *rand.Rand, p []float32
 		if err != nil {
 			return err
 		}
+		if err := t.diverged(epoch+1, es.MeanLoss, es.ReconMSE); err != nil {
+			return err
+		}
 		step += batches
 		t.bestEpoch = es.BestEpoch
 		if progress != nil {

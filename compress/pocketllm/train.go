@@ -208,12 +208,14 @@ func subVectors(mats []matrix.Matrix, s metanet.Shape) ([]float32, []float32, er
 			}
 			ss += float64(v) * float64(v)
 		}
-		scale := float32(math.Sqrt(ss / float64(len(m.Data))))
-		if scale == 0 || math.IsInf(float64(scale), 0) {
-			scale = 1 // an all-zero matrix reconstructs to zeros at any scale
+		// An all-zero matrix keeps scale 0: it trains unscaled and is
+		// rebuilt as exact zeros whatever it decodes to (an error of 0, not
+		// an infinite NMSE).
+		scale, inv := float32(math.Sqrt(ss/float64(len(m.Data)))), float32(1)
+		if scale != 0 {
+			inv = 1 / scale
 		}
 		scales[mi] = scale
-		inv := 1 / scale
 		for r := 0; r < m.Rows; r++ {
 			dst := x[(r0+r)*rowLen:]
 			for c, v := range m.Data[r*m.Cols : (r+1)*m.Cols] {
@@ -334,6 +336,9 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 		if err != nil {
 			return err
 		}
+		if err := t.diverged(epoch+1, meanLoss, mse); err != nil {
+			return err
+		}
 		if mse < t.bestMSE || t.best == nil {
 			t.bestMSE, t.bestEpoch = mse, epoch+1
 			t.best = append(t.best[:0], p...)
@@ -404,6 +409,31 @@ func (l *perCallLoop) epoch(order []int32, lr float32, firstStep int) (float64, 
 	return lossSum / float64(batches), batches, nil
 }
 
+// diverged reports an epoch whose mean loss or full-pass error is not
+// finite. Its parameters have left the floats (a learning rate far too
+// high, say); Adam cannot bring them back, so no later epoch could be kept
+// either, and training stops with an error rather than store them. The
+// rule is the same on every backend and path.
+func (t *trainer) diverged(epoch int, loss, mse float64) error {
+	if finite(loss) && finite(mse) {
+		return nil
+	}
+	return fmt.Errorf("training diverged at epoch %d of %d (loss %v, reconstruction error %v): lower the learning rate (%g)", epoch, t.st.Epochs, loss, mse, t.st.LR)
+}
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// checkStored reports a kept value that is not finite once rounded to its
+// stored precision: a trained value beyond fp16's ±65504 rounds to ±Inf.
+func (t *trainer) checkStored(what string, v []float32) error {
+	for i, x := range v {
+		if !finite(float64(x)) {
+			return fmt.Errorf("the kept epoch %d's %s value %d is %v in its stored precision (training diverged): lower the learning rate (%g)", t.bestEpoch, what, i, x, t.st.LR)
+		}
+	}
+	return nil
+}
+
 // finish rounds the best parameters to their stored precision, assigns
 // every sub-vector with the rounded codebook and measures what reconstruction
 // will give.
@@ -420,6 +450,12 @@ func (t *trainer) finish(res *Result, mats []matrix.Matrix) error {
 		for _, m := range []bindings.MLP{d1, d2, d0} {
 			roundF16(m.P)
 		}
+	}
+	if err := t.checkStored("codebook", v.Codebook); err != nil {
+		return err
+	}
+	if err := t.checkStored("decoder", dec.P); err != nil {
+		return err
 	}
 	full := newFullPass(t, s)
 	mse, err := full.run(v)
@@ -446,6 +482,12 @@ func (t *trainer) finish(res *Result, mats []matrix.Matrix) error {
 	}
 	for i, m := range mats {
 		res.NMSE[i] = matrix.NMSE(m.Data, out[i])
+		if !finite(res.NMSE[i]) {
+			return fmt.Errorf("%s: reconstruction error %v with the kept epoch %d (training diverged): lower the learning rate (%g)", m.Name, res.NMSE[i], t.bestEpoch, t.st.LR)
+		}
+	}
+	if !finite(mse) {
+		return fmt.Errorf("reconstruction error %v with the kept epoch %d (training diverged): lower the learning rate (%g)", mse, t.bestEpoch, t.st.LR)
 	}
 	return nil
 }

@@ -40,8 +40,9 @@
 //
 // # Algorithm
 //
-// Each member is first divided by its RMS (one fp32 scale per member; 1 for
-// an all-zero member, and 1 for every member with Settings.Unscaled), so
+// Each member is first divided by its RMS (one fp32 scale per member; 0 for
+// an all-zero member, which is quantised unscaled and rebuilt as exact
+// zeros, and 1 for every member with Settings.Unscaled), so
 // that one codebook serves members of different magnitudes. The codebook is
 // initialised by k-means++ (D^2 sampling under the weighted distance) on a
 // sample of at most SeedSample*K sub-vectors drawn without replacement, then
@@ -359,18 +360,21 @@ func newQuantiser(k bindings.Kernels, mats []matrix.Matrix, st Settings, colWeig
 	q.scales = make([]float32, len(mats))
 	r0 := 0
 	for mi, m := range mats {
-		scale := float32(1)
+		scale, inv := float32(1), float32(1)
 		if !st.Unscaled {
 			var ss float64
 			for _, v := range m.Data {
 				ss += float64(v) * float64(v)
 			}
-			if s := float32(math.Sqrt(ss / float64(len(m.Data)))); s != 0 {
-				scale = s
+			// An all-zero member keeps scale 0: its sub-vectors are
+			// quantised as they are, and it reconstructs to exact zeros
+			// whatever codewords they get (an error of 0, not an infinite NMSE).
+			scale = float32(math.Sqrt(ss / float64(len(m.Data))))
+			if scale != 0 {
+				inv = 1 / scale
 			}
 		}
 		q.scales[mi] = scale
-		inv := 1 / scale
 		for r := 0; r < m.Rows; r++ {
 			row := m.Data[r*cols : (r+1)*cols]
 			for c, v := range row {

@@ -388,7 +388,8 @@ PLLM_API int64_t pllm_train_params(const pllm_train *train);
  * initial parameter vector. Adam's moments are cleared, the step counter is
  * the caller's. initial_candidate != 0 makes these parameters the epoch-0
  * candidate for the best (a full pass measures them now); otherwise the first
- * epoch is always taken. May be called again to start over. */
+ * epoch with a finite full-pass MSE is always taken. May be called again to
+ * start over. */
 PLLM_API int pllm_train_upload(pllm_train *train, const float *x, const float *wts, const float *params,
                                int32_t initial_candidate);
 
@@ -396,7 +397,8 @@ PLLM_API int pllm_train_upload(pllm_train *train, const float *x, const float *w
  * permutation, each in [0, rows)) with learning rate lr and Adam steps from
  * first_step (>= 1); then, when kmeans_refresh != 0, pllm_train_kmeans_refresh;
  * then the full pass. The epoch's parameters and indices become the best when
- * its full-pass MSE is lower than the best so far (or there is none yet).
+ * its full-pass MSE is finite and lower than the best so far (or there is
+ * none yet): a diverged epoch (NaN or infinite MSE) is never the best.
  * Writes the mean batch loss, the full-pass MSE and the best epoch so far
  * (epochs count from 1 per upload; 0 is the initial candidate). Any output
  * pointer may be NULL. */
@@ -415,7 +417,8 @@ PLLM_API int pllm_train_kmeans_refresh(pllm_train *train);
 
 /* Copies out the best parameters (pllm_train_params values), the indices of
  * their full pass ([rows*e]), its MSE and its epoch. Any output may be NULL.
- * PLLM_ERR_INVALID_ARG before there is a best (no epoch and no candidate). */
+ * PLLM_ERR_INVALID_ARG before there is a best (no epoch and no candidate with
+ * a finite MSE). */
 PLLM_API int pllm_train_download(pllm_train *train, float *best_params, int32_t *best_indices, double *best_mse,
                                  int64_t *best_epoch);
 
