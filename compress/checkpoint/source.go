@@ -227,7 +227,7 @@ func readSideFiles(dir string) ([]SideFile, error) {
 		if st.Size() > MaxSideFileSize {
 			return nil, fmt.Errorf("%s: side file is %d bytes, more than the %d-byte limit for non-weight files", p, st.Size(), MaxSideFileSize)
 		}
-		data, err := readBounded(p)
+		data, err := readBounded(p, "side file")
 		if err != nil {
 			return nil, err
 		}
@@ -237,8 +237,9 @@ func readSideFiles(dir string) ([]SideFile, error) {
 }
 
 // readBounded reads a file of at most MaxSideFileSize bytes, even if it
-// grows after being checked.
-func readBounded(path string) ([]byte, error) {
+// grows after being checked; what says in errors which file it is (a side
+// file, the shard index).
+func readBounded(path, what string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -249,7 +250,7 @@ func readBounded(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(data) > MaxSideFileSize {
-		return nil, fmt.Errorf("%s: side file is more than the %d-byte limit for non-weight files", path, MaxSideFileSize)
+		return nil, fmt.Errorf("%s: %s is more than the %d-byte limit for non-weight files", path, what, MaxSideFileSize)
 	}
 	return data, nil
 }
@@ -259,7 +260,7 @@ func readBounded(path string) ([]byte, error) {
 // is in the shard named for it, every shard tensor is listed, and no tensor
 // is in two shards.
 func openSharded(dir, indexPath string) (*Source, error) {
-	raw, err := readBounded(indexPath)
+	raw, err := readBounded(indexPath, "shard index")
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pocketllm-native/internal/sharedtest"
+)
+
+// TestMessagesNameTheCauseAndStage checks that an error names what the user
+// got wrong (the flag value, the input file) and the stage that failed, not
+// a consequence further down.
+func TestMessagesNameTheCauseAndStage(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	if err := writeDemoModel(model, 1); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.pllm")
+	cases := []struct {
+		args    []string
+		want    []string
+		notWant string
+	}{
+		// A bits target that is not a positive number below 16 is named as
+		// such, never turned into a sub-vector length of 0.
+		{[]string{"--bits", "0"}, []string{"--bits", "target 0 bits"}, "sub-vector"},
+		{[]string{"--bits", "-3"}, []string{"--bits", "target -3 bits"}, "sub-vector"},
+		{[]string{"--bits", "nan"}, []string{"--bits", "target NaN bits"}, "sub-vector"},
+		// At 16 bits or more the file cannot be smaller than FP16.
+		{[]string{"--bits", "100"}, []string{"--bits", "target 100 bits", "FP16"}, ""},
+		{[]string{"--bits", "16"}, []string{"target 16 bits"}, ""},
+		// A target the planner cannot meet names the input file.
+		{[]string{"--bits", "0.5", "--share", "none"}, []string{model + ": ", "cannot reach"}, ""},
+	}
+	for _, c := range cases {
+		args := append([]string{"compress", "--in", model, "--out", out, "--backend", "go", "-q"}, c.args...)
+		code, _, stderr := run(args...)
+		if code == 0 {
+			t.Errorf("%v: exit code 0", c.args)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%v: stderr %q lacks %q", c.args, stderr, w)
+			}
+		}
+		if c.notWant != "" && strings.Contains(stderr, c.notWant) {
+			t.Errorf("%v: stderr %q blames %q", c.args, stderr, c.notWant)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%v: wrote %s", c.args, out)
+		}
+	}
+}
+
+func TestMessagesNameTheStageOfTextAndGeneration(t *testing.T) {
+	stories, tok := sharedtest.Stories260K(t), sharedtest.Tokenizer(t)
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.txt")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"compress", "--in", stories, "--out", filepath.Join(dir, "a.pllm"), "--calibration", missing, "--tokenizer", tok},
+			"pocketllm-native: calibration: open " + missing},
+		{[]string{"eval", "--model", stories, "--compressed", stories, "--tokenizer", tok, "--text", missing},
+			"pocketllm-native: eval: open " + missing},
+		{[]string{"generate", "--model", stories, "--tokenizer", tok, "--steps", "1000000", "--backend", "go"},
+			"pocketllm-native: generate: "},
+	}
+	for _, c := range cases {
+		code, _, stderr := run(c.args...)
+		if code == 0 || !strings.HasPrefix(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want one line starting %q", c.args[0], code, stderr, c.want)
+		}
+	}
+}
