@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"pocketllm-native/bindings"
 )
@@ -74,9 +75,7 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// isTerminal reports whether f is a character device (a terminal), without
-// cgo or x/sys.
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is a terminal. Asking the terminal driver
+// (x/term) matters: /dev/null is a character device too, and live progress
+// lines written to it as to a terminal would end up in redirected logs.
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -78,3 +78,30 @@ func TestMessagesNameTheStageOfTextAndGeneration(t *testing.T) {
 		}
 	}
 }
+
+// TestNotATerminal: /dev/null is a character device but no terminal, and
+// neither are files and pipes; progress lines meant for a terminal must not
+// go to any of them.
+func TestNotATerminal(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	file, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for _, f := range []*os.File{null, file, r, w} {
+		if isTerminal(f) {
+			t.Errorf("%s counts as a terminal", f.Name())
+		}
+	}
+}
