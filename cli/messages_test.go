@@ -105,3 +105,18 @@ func TestNotATerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestPackageCommentListsEveryCommand keeps the package comment's list of
+// commands in step with the application.
+func TestPackageCommentListsEveryCommand(t *testing.T) {
+	src, err := os.ReadFile("app.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _, _ := strings.Cut(string(src), "package cli")
+	for _, c := range New().Commands {
+		if !strings.Contains(doc, "//   - "+c.Name+": ") {
+			t.Errorf("the package comment does not list command %q", c.Name)
+		}
+	}
+}
