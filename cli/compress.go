@@ -227,6 +227,16 @@ func formatNMSE(v []float64) string {
 	return fmt.Sprintf("%.4f..%.4f", lo, hi)
 }
 
+// sizeVersus words a size ratio (reference / file) so that a file larger
+// than its reference (explicit --dim and --codebook can make one) is never
+// called "0.80x smaller".
+func sizeVersus(ratio float64) string {
+	if ratio >= 1 {
+		return fmt.Sprintf("%.2fx smaller than", ratio)
+	}
+	return fmt.Sprintf("%.2fx larger than", 1/ratio)
+}
+
 // printReport is the summary table of a .pllm file.
 func printReport(w io.Writer, r *pipeline.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -256,7 +266,7 @@ func printReport(w io.Writer, r *pipeline.Report) {
 		r.CompressedWeights, r.CompressedBytes, r.BitsPerWeight, r.CompressionRatioFP16, r.CompressionRatioFP32)
 	fmt.Fprintf(w, "kept tensors: %d weights in %d bytes; side files %d bytes; framing %d bytes\n",
 		r.RawWeights, r.RawBytes, r.SideBytes, r.FramingBytes)
-	fmt.Fprintf(w, "whole file: %.2fx smaller than the model at FP16 (%d bytes)\n", r.FileRatioFP16, r.ModelBytesFP16)
+	fmt.Fprintf(w, "whole file: %s the model at FP16 (%d bytes)\n", sizeVersus(r.FileRatioFP16), r.ModelBytesFP16)
 	if r.Seconds > 0 {
 		fmt.Fprintf(w, "took %.1fs\n", r.Seconds)
 	}

@@ -120,3 +120,11 @@ func TestPackageCommentListsEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestSizeVersusSaysLarger(t *testing.T) {
+	for ratio, want := range map[float64]string{4: "4.00x smaller than", 1: "1.00x smaller than", 0.8: "1.25x larger than"} {
+		if got := sizeVersus(ratio); got != want {
+			t.Errorf("sizeVersus(%v) = %q, want %q", ratio, got, want)
+		}
+	}
+}
