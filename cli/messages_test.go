@@ -61,20 +61,23 @@ func TestMessagesNameTheStageOfTextAndGeneration(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.txt")
 	cases := []struct {
-		args []string
-		want string
+		args          []string
+		want, notWant string
 	}{
-		{[]string{"compress", "--in", stories, "--out", filepath.Join(dir, "a.pllm"), "--calibration", missing, "--tokenizer", tok},
-			"pocketllm-native: calibration: open " + missing},
+		{[]string{"compress", "--in", stories, "--out", filepath.Join(dir, "a.pllm"), "--share", "kind", "--bits", "4", "--calibration", missing, "--tokenizer", tok},
+			"calibration: open " + missing, "eval:"},
 		{[]string{"eval", "--model", stories, "--compressed", stories, "--tokenizer", tok, "--text", missing},
-			"pocketllm-native: eval: open " + missing},
+			"pocketllm-native: eval: open " + missing, ""},
 		{[]string{"generate", "--model", stories, "--tokenizer", tok, "--steps", "1000000", "--backend", "go"},
-			"pocketllm-native: generate: "},
+			"pocketllm-native: generate: ", "eval:"},
 	}
 	for _, c := range cases {
 		code, _, stderr := run(c.args...)
-		if code == 0 || !strings.HasPrefix(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
-			t.Errorf("%v: exit %d, stderr %q; want one line starting %q", c.args[0], code, stderr, c.want)
+		if code == 0 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want one line with %q", c.args[0], code, stderr, c.want)
+		}
+		if c.notWant != "" && strings.Contains(stderr, c.notWant) {
+			t.Errorf("%v: stderr %q names the wrong stage %q", c.args[0], stderr, c.notWant)
 		}
 	}
 }
