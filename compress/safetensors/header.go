@@ -108,7 +108,7 @@ func parse(header []byte, dataLen int64) (*Header, []int32, error) {
 	// of the right size, not a doubling slice's churn.
 	n := 0
 	count := &scanner{b: header}
-	if err := count.skipObject(func() { n++ }); err != nil {
+	if err := count.members(false, func([]byte) error { n++; return count.skipValue() }); err != nil {
 		return nil, nil, err
 	}
 	h := &Header{Tensors: make([]Tensor, 0, n)}

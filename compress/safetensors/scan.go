@@ -62,7 +62,11 @@ func (s *scanner) expect(c byte) error {
 // the key's value, which value must consume. Keys are decoded but may alias
 // the header (see str): copy what outlives the call. Duplicate keys are the
 // caller's to find.
-func (s *scanner) object(value func(key []byte) error) error {
+func (s *scanner) object(value func(key []byte) error) error { return s.members(true, value) }
+
+// members is object, with keys decoded or (decode false: the counting pass,
+// which checks nothing) skipped and passed as nil.
+func (s *scanner) members(decode bool, value func(key []byte) error) error {
 	if err := s.expect('{'); err != nil {
 		return err
 	}
@@ -71,7 +75,16 @@ func (s *scanner) object(value func(key []byte) error) error {
 		return nil
 	}
 	for {
-		key, err := s.str()
+		var key []byte
+		var err error
+		switch {
+		case decode:
+			key, err = s.str()
+		case s.peek() != '"':
+			err = fmt.Errorf("expected a string, found %s", s.describe())
+		default:
+			err = s.skipString()
+		}
 		if err != nil {
 			return err
 		}
@@ -256,44 +269,6 @@ func parseDim(lit []byte) (int64, bool) {
 	return v, true
 }
 
-// skipObject consumes an object without decoding its keys, calling each (if
-// not nil) once per key.
-func (s *scanner) skipObject(each func()) error {
-	if err := s.expect('{'); err != nil {
-		return err
-	}
-	if s.peek() == '}' {
-		s.i++
-		return nil
-	}
-	for {
-		if s.peek() != '"' {
-			return fmt.Errorf("expected a string, found %s", s.describe())
-		}
-		if err := s.skipString(); err != nil {
-			return err
-		}
-		if err := s.expect(':'); err != nil {
-			return err
-		}
-		if each != nil {
-			each()
-		}
-		if err := s.skipValue(); err != nil {
-			return err
-		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return fmt.Errorf("expected ',' or '}', found %s", s.describe())
-		}
-	}
-}
-
 // skipString consumes a string without decoding it.
 func (s *scanner) skipString() error {
 	for s.i++; s.i < len(s.b); s.i++ {
@@ -315,7 +290,7 @@ func (s *scanner) skipValue() error {
 	case '"':
 		return s.skipString()
 	case '{':
-		return s.skipObject(nil)
+		return s.members(false, func([]byte) error { return s.skipValue() })
 	case '[':
 		s.i++
 		if s.peek() == ']' {
