@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"pocketllm-native/internal/demomodel"
 	"pocketllm-native/internal/sharedtest"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestMessagesNameTheCauseAndStage(t *testing.T) {
 	dir := t.TempDir()
 	model := filepath.Join(dir, "model")
-	if err := writeDemoModel(model, 1); err != nil {
+	if err := demomodel.Write(model, demomodel.Config, 1); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out.pllm")
