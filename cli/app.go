@@ -1,5 +1,16 @@
-// Package cli is the pocketllm-native command line: compress a checkpoint
-// into one .pllm file, inspect it, and decompress it back to dense weights.
+// Package cli is the pocketllm-native command line. Its commands:
+//
+//   - compress: compress a checkpoint into one .pllm file;
+//   - decompress: rebuild dense weights (safetensors or llama2.c) from it;
+//   - inspect: verify a .pllm file and report its tensors, sizes and errors;
+//   - demo: the whole job on a built-in model, end to end;
+//   - eval: score an original and a compressed model on a text (perplexity,
+//     KL divergence, top-1 agreement);
+//   - generate: continue a prompt with a model, or write samples;
+//   - backends: which kernel backends load here, and why any is refused;
+//   - bench: the kernels and a training epoch on every backend, side by side;
+//   - sweep: compress with each method over a ladder of settings, score,
+//     tabulate and plot.
 package cli
 
 import (
@@ -10,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"pocketllm-native/bindings"
 )
@@ -74,9 +86,7 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// isTerminal reports whether f is a character device (a terminal), without
-// cgo or x/sys.
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is a terminal. Asking the terminal driver
+// (x/term) matters: /dev/null is a character device too, and live progress
+// lines written to it as to a terminal would end up in redirected logs.
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

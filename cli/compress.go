@@ -51,7 +51,7 @@ func compressCommand() *cli.Command {
 			&cli.IntFlag{Name: "refine-passes", Value: 1, Usage: "passes of --refine over the row positions"},
 			&cli.IntFlag{Name: "hidden", Value: def.Hidden, Usage: "hidden width of the encoder and decoder MLPs"},
 			&cli.StringFlag{Name: "decoder-dtype", Value: "f16", Usage: "precision of the stored decoder MLPs: f16 or f32"},
-			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed; the same seed, input, settings and backend give the same bytes"},
+			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed; the same seed, input, settings and backend (for cpu: instruction-set path) give the same bytes"},
 			&cli.StringFlag{Name: "calibration", Usage: "text the original model runs over to tell which weights matter, one sequence per line (never the evaluation text); default: text sampled from the model itself"},
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer for calibration: a llama2.c tokenizer .bin or a tokenizer.json (a Hugging Face folder's own is used when this is not given)"},
 			&cli.IntFlag{Name: "calibration-tokens", Value: 0, Usage: "use at most this many calibration tokens (0: all)"},
@@ -227,6 +227,16 @@ func formatNMSE(v []float64) string {
 	return fmt.Sprintf("%.4f..%.4f", lo, hi)
 }
 
+// sizeVersus words a size ratio (reference / file) so that a file larger
+// than its reference (explicit --dim and --codebook can make one) is never
+// called "0.80x smaller".
+func sizeVersus(ratio float64) string {
+	if ratio >= 1 {
+		return fmt.Sprintf("%.2fx smaller than", ratio)
+	}
+	return fmt.Sprintf("%.2fx larger than", 1/ratio)
+}
+
 // printReport is the summary table of a .pllm file.
 func printReport(w io.Writer, r *pipeline.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -256,7 +266,7 @@ func printReport(w io.Writer, r *pipeline.Report) {
 		r.CompressedWeights, r.CompressedBytes, r.BitsPerWeight, r.CompressionRatioFP16, r.CompressionRatioFP32)
 	fmt.Fprintf(w, "kept tensors: %d weights in %d bytes; side files %d bytes; framing %d bytes\n",
 		r.RawWeights, r.RawBytes, r.SideBytes, r.FramingBytes)
-	fmt.Fprintf(w, "whole file: %.2fx smaller than the model at FP16 (%d bytes)\n", r.FileRatioFP16, r.ModelBytesFP16)
+	fmt.Fprintf(w, "whole file: %s the model at FP16 (%d bytes)\n", sizeVersus(r.FileRatioFP16), r.ModelBytesFP16)
 	if r.Seconds > 0 {
 		fmt.Fprintf(w, "took %.1fs\n", r.Seconds)
 	}

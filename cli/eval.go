@@ -52,7 +52,7 @@ func runEval(c *cli.Context) error {
 	}
 	lines, err := eval.ReadLines(c.String("text"))
 	if err != nil {
-		return err
+		return fmt.Errorf("eval: %w", err)
 	}
 	orig, err := llama.Open(c.String("model"))
 	if err != nil {

@@ -267,6 +267,11 @@ func TestShardedFolderErrors(t *testing.T) {
 			f.Truncate(MaxSideFileSize + 1) // sparse: costs no disk
 			f.Close()
 		}, "tokenizer.json: side file is"},
+		{"huge index", func(t *testing.T, dir string) {
+			f, _ := os.Create(filepath.Join(dir, IndexFileName))
+			f.Truncate(MaxSideFileSize + 1) // sparse: costs no disk
+			f.Close()
+		}, IndexFileName + ": shard index is more than"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

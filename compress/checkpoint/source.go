@@ -60,9 +60,16 @@ type Source struct {
 	// or a llama2c checkpoint has none.
 	SideFiles []SideFile
 
-	index  map[string]int
-	owner  map[string]rawReader
+	index  map[string]entry
 	closer []io.Closer
+}
+
+// entry locates a tensor: its position in Tensors and the file holding it.
+// One map of both, sized up front, keeps a header of millions of tiny
+// tensors from costing many times its size.
+type entry struct {
+	at    int
+	owner rawReader
 }
 
 type rawReader interface {
@@ -131,10 +138,10 @@ func openSafetensors(path string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := newSource(FormatSafetensors, path)
+	s := newSource(FormatSafetensors, path, len(f.Tensors()))
 	s.closer = append(s.closer, f)
-	for _, info := range f.Infos() {
-		s.add(info, f)
+	for _, t := range f.Tensors() {
+		s.add(t.TensorInfo, f)
 	}
 	return s, nil
 }
@@ -144,7 +151,7 @@ func openLlama2c(path string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := newSource(FormatLlama2c, path)
+	s := newSource(FormatLlama2c, path, len(f.Tensors()))
 	s.closer = append(s.closer, f)
 	for _, info := range f.Tensors() {
 		s.add(info, f)
@@ -155,14 +162,14 @@ func openLlama2c(path string) (*Source, error) {
 	return s, nil
 }
 
-func newSource(format, path string) *Source {
-	return &Source{Format: format, Path: path, index: map[string]int{}, owner: map[string]rawReader{}}
+// newSource returns an empty source with room for n tensors.
+func newSource(format, path string, n int) *Source {
+	return &Source{Format: format, Path: path, Tensors: make([]TensorInfo, 0, n), index: make(map[string]entry, n)}
 }
 
 func (s *Source) add(info TensorInfo, r rawReader) {
-	s.index[info.Name] = len(s.Tensors)
+	s.index[info.Name] = entry{at: len(s.Tensors), owner: r}
 	s.Tensors = append(s.Tensors, info)
-	s.owner[info.Name] = r
 }
 
 func openFolder(dir string) (*Source, error) {
@@ -227,7 +234,7 @@ func readSideFiles(dir string) ([]SideFile, error) {
 		if st.Size() > MaxSideFileSize {
 			return nil, fmt.Errorf("%s: side file is %d bytes, more than the %d-byte limit for non-weight files", p, st.Size(), MaxSideFileSize)
 		}
-		data, err := readBounded(p)
+		data, err := readBounded(p, "side file")
 		if err != nil {
 			return nil, err
 		}
@@ -237,8 +244,9 @@ func readSideFiles(dir string) ([]SideFile, error) {
 }
 
 // readBounded reads a file of at most MaxSideFileSize bytes, even if it
-// grows after being checked.
-func readBounded(path string) ([]byte, error) {
+// grows after being checked; what says in errors which file it is (a side
+// file, the shard index).
+func readBounded(path, what string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -249,7 +257,7 @@ func readBounded(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(data) > MaxSideFileSize {
-		return nil, fmt.Errorf("%s: side file is more than the %d-byte limit for non-weight files", path, MaxSideFileSize)
+		return nil, fmt.Errorf("%s: %s is more than the %d-byte limit for non-weight files", path, what, MaxSideFileSize)
 	}
 	return data, nil
 }
@@ -259,7 +267,7 @@ func readBounded(path string) ([]byte, error) {
 // is in the shard named for it, every shard tensor is listed, and no tensor
 // is in two shards.
 func openSharded(dir, indexPath string) (*Source, error) {
-	raw, err := readBounded(indexPath)
+	raw, err := readBounded(indexPath, "shard index")
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +300,7 @@ func openSharded(dir, indexPath string) (*Source, error) {
 	}
 	sort.Strings(shards)
 
-	s := newSource(FormatSafetensors, dir)
+	s := newSource(FormatSafetensors, dir, len(names))
 	if err := s.addShards(dir, shards, names, idx.WeightMap); err != nil {
 		s.Close()
 		return nil, err
@@ -324,7 +332,8 @@ func (s *Source) addShards(dir string, shards, names []string, weightMap map[str
 		}
 	}
 	for i, f := range files {
-		for _, info := range f.Infos() {
+		for _, t := range f.Tensors() {
+			info := t.TensorInfo
 			switch listed, ok := weightMap[info.Name]; {
 			case !ok:
 				return fmt.Errorf("%s: tensor %q of %s is not in the index's weight_map", dir, info.Name, shards[i])
@@ -344,21 +353,21 @@ func (s *Source) addShards(dir string, shards, names []string, weightMap map[str
 
 // Info returns the named tensor's description.
 func (s *Source) Info(name string) (TensorInfo, bool) {
-	i, ok := s.index[name]
+	e, ok := s.index[name]
 	if !ok {
 		return TensorInfo{}, false
 	}
-	return s.Tensors[i], true
+	return s.Tensors[e.at], true
 }
 
 // Raw returns the named tensor's stored bytes, little-endian and
 // row-major (for llama2c, F32 in the Hugging Face layout).
 func (s *Source) Raw(name string) ([]byte, error) {
-	r, ok := s.owner[name]
+	e, ok := s.index[name]
 	if !ok {
 		return nil, fmt.Errorf("%s: no tensor %q", s.Path, name)
 	}
-	return r.Raw(name)
+	return e.owner.Raw(name)
 }
 
 // Float32 returns the named tensor converted to float32. F32, F16 and BF16

@@ -90,15 +90,17 @@ func Lines(text string) []string {
 	return out
 }
 
-// ReadLines reads a text file and splits it with Lines.
+// ReadLines reads a text file and splits it with Lines. Its errors name the
+// file but no stage: evaluation and calibration both read text, and the
+// caller says which.
 func ReadLines(path string) ([]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return nil, err
 	}
 	lines := Lines(string(data))
 	if len(lines) == 0 {
-		return nil, fmt.Errorf("eval: %s: no non-empty lines to score", path)
+		return nil, fmt.Errorf("%s: no non-empty lines", path)
 	}
 	return lines, nil
 }

@@ -41,23 +41,23 @@ func GenerateStream(m *llama.Model, tok tokenizer.Tokenizer, prompt string, step
 	emit func(piece string) error) (Generation, error) {
 	var g Generation
 	if steps < 0 {
-		return g, fmt.Errorf("eval: steps %d is negative", steps)
+		return g, fmt.Errorf("generate: steps %d is negative", steps)
 	}
 	if temperature < 0 || math.IsNaN(temperature) || math.IsInf(temperature, 0) {
-		return g, fmt.Errorf("eval: temperature %g must be 0 (greedy) or positive", temperature)
+		return g, fmt.Errorf("generate: temperature %g must be 0 (greedy) or positive", temperature)
 	}
 	if tok.BOS() < 0 {
-		return g, fmt.Errorf("eval: the tokenizer has no BOS token to start generation from")
+		return g, fmt.Errorf("generate: the tokenizer has no BOS token to start generation from")
 	}
 	ids := tok.Encode(prompt, true)
 	for _, id := range ids {
 		if id >= m.VocabSize() {
-			return g, fmt.Errorf("eval: prompt encodes to token %d, outside the model's vocabulary of %d", id, m.VocabSize())
+			return g, fmt.Errorf("generate: prompt encodes to token %d, outside the model's vocabulary of %d", id, m.VocabSize())
 		}
 	}
 	need := len(ids) + steps - 1 // the last token produced is never fed back
 	if c := m.ContextLength(); c > 0 && need > c {
-		return g, fmt.Errorf("eval: %d prompt tokens + %d steps exceed the model's context of %d", len(ids), steps, c)
+		return g, fmt.Errorf("generate: %d prompt tokens + %d steps exceed the model's context of %d", len(ids), steps, c)
 	}
 	st, err := m.NewState(max(need, 1))
 	if err != nil {

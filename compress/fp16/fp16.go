@@ -8,57 +8,27 @@
 // overflow becomes an infinity, and NaNs stay NaNs: the sign and the leading
 // payload bits are kept and the quiet bit is set, as hardware conversions do,
 // because truncating a payload could otherwise turn a NaN into an infinity.
+//
+// The binary16 conversions are github.com/x448/float16's: measured side by
+// side on weight-like values, the hand-written ones they replaced were no
+// faster (BENCHMARKS.md, "Half precision"), and this package's tests hold the
+// library to a float64 oracle on every half and every rounding midpoint.
+// bfloat16 the library does not have, so those conversions are written here.
 package fp16
 
 import (
 	"encoding/binary"
 	"fmt"
 	"math"
+
+	"github.com/x448/float16"
 )
 
 // FromFloat32 returns the IEEE binary16 value nearest to f, ties to even.
 // Values whose magnitude rounds beyond the largest half (65504) become
 // infinities, values too small become (signed) zero, and the half subnormals
 // are produced exactly.
-func FromFloat32(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23) & 0xff
-	mant := b & 0x7fffff
-
-	if exp == 0xff {
-		if mant == 0 {
-			return sign | 0x7c00
-		}
-		return sign | 0x7e00 | uint16(mant>>13)
-	}
-
-	// e is the binary16 biased exponent the value would have if normal.
-	e := exp - 127 + 15
-	switch {
-	case e >= 0x1f:
-		return sign | 0x7c00
-	case e <= 0:
-		// Half subnormal: the value in units of 2^-24 is the full float32
-		// significand shifted right by 14-e. Shifts beyond 24 leave less
-		// than half a unit (float32 subnormals land here too).
-		shift := uint32(14 - e)
-		if shift > 24 {
-			return sign
-		}
-		return sign | uint16(roundShift(mant|0x800000, shift))
-	default:
-		// A carry out of the mantissa correctly bumps the exponent, and out
-		// of the largest exponent yields 0x7c00, the infinity.
-		h := uint32(e)<<10 | mant>>13
-		return sign | uint16(roundLow(h, mant&0x1fff, 0x1000))
-	}
-}
-
-// roundShift returns x >> s rounded to nearest, ties to even (1 <= s <= 31).
-func roundShift(x, s uint32) uint32 {
-	return roundLow(x>>s, x&(1<<s-1), 1<<(s-1))
-}
+func FromFloat32(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
 
 // roundLow rounds the truncated value q given the discarded bits rem and the
 // value of half a unit of q.
@@ -70,27 +40,9 @@ func roundLow(q, rem, half uint32) uint32 {
 }
 
 // ToFloat32 returns the float32 equal to the IEEE binary16 value h. Every
-// half is exactly representable; NaN payloads are kept bit for bit.
-func ToFloat32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp != 0:
-		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-	case mant == 0:
-		return math.Float32frombits(sign)
-	}
-	// Subnormal half: normalise so the leading one becomes implicit.
-	e := uint32(127 - 15 + 1)
-	for mant&0x400 == 0 {
-		mant <<= 1
-		e--
-	}
-	return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
-}
+// half is exactly representable; a NaN keeps its sign and payload and comes
+// back quiet.
+func ToFloat32(h uint16) float32 { return float16.Frombits(h).Float32() }
 
 // BF16FromFloat32 returns the bfloat16 value nearest to f, ties to even.
 // Overflow becomes an infinity; NaNs stay NaNs with the quiet bit set.

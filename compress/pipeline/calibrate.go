@@ -78,7 +78,7 @@ func loadCalibration(src *checkpoint.Source, c Calibration) (*calibrationSet, st
 	if c.Text != "" {
 		lines, err := eval.ReadLines(c.Text)
 		if err != nil {
-			return nil, "", fmt.Errorf("calibration: %s: %w", c.Text, err)
+			return nil, "", fmt.Errorf("calibration: %w", err) // ReadLines names the file
 		}
 		cs.windows = calib.Windows(tok, lines, m.ContextLength(), c.MaxTokens)
 		cs.about = filepath.Base(c.Text)

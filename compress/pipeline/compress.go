@@ -35,8 +35,8 @@ type CompressOptions struct {
 	Force   bool // overwrite Out
 
 	// Bits is a target in bits per weight, every stored byte counted; the
-	// planner then picks Dim and K per group among Dims. With Bits 0, Dim and
-	// K are used as given.
+	// planner then picks Dim and K per group among Dims. When Dim and K are
+	// given instead (Bits 0), they are used as given.
 	Bits   float64
 	Dims   []int
 	Dim, K int
@@ -166,6 +166,16 @@ func Compress(o CompressOptions) (*Report, error) {
 	}
 	switch o.MethodName {
 	case MethodPocketLLM, MethodVQ:
+		// Bits is the plan unless Dim or K is given; checked here so that a
+		// bad target is named as such, not by what it would make of Dim.
+		switch {
+		case (o.Dim != 0 || o.K != 0) && o.Bits != 0:
+			return nil, fmt.Errorf("give either a bits target (--bits %v) or a sub-vector length and codebook size (--dim %d --codebook %d), not both", o.Bits, o.Dim, o.K)
+		case o.Dim == 0 && o.K == 0:
+			if err := plan.CheckTarget(o.Bits); err != nil {
+				return nil, fmt.Errorf("--bits: %w", err)
+			}
+		}
 	case MethodRTN:
 		if err := o.RTN.Validate(); err != nil {
 			return nil, err
@@ -193,7 +203,7 @@ func Compress(o CompressOptions) (*Report, error) {
 	}
 	planned, err := planAll(chosen, &o)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", o.In, err)
 	}
 	cal, err := o.calibrated(src)
 	if err != nil {
@@ -343,7 +353,7 @@ func planGroup(g plan.Group, o CompressOptions) (plannedGroup, error) {
 		}
 		return pocketllmBytes(g, s, set.Hidden, set.DecoderF32, set.KMeansInit)
 	}
-	if o.Bits > 0 {
+	if o.Dim == 0 && o.K == 0 {
 		s, b, err := plan.Choose(g, o.Bits, plan.Options{Dims: o.Dims, MaxLog2K: 16, Cost: cost})
 		if err != nil {
 			return plannedGroup{}, err

@@ -134,6 +134,20 @@ type Options struct {
 	Cost func(Group, Setting) int64
 }
 
+// MaxBits bounds a bits-per-weight target from above: at 16 bits per weight
+// the file is no smaller than the model stored at FP16, the reference every
+// compression ratio is given against, so such a target compresses nothing.
+const MaxBits = 16
+
+// CheckTarget refuses a bits-per-weight target that is not a number above 0
+// and below MaxBits (zero, negative, NaN, infinite, or too large to compress).
+func CheckTarget(bits float64) error {
+	if !(bits > 0 && bits < MaxBits) {
+		return fmt.Errorf("target %v bits per weight: want a number above 0 and below %d (at %d or more the file is no smaller than the model at FP16)", bits, MaxBits, MaxBits)
+	}
+	return nil
+}
+
 // Choose picks the setting that spends the most bits on indices per weight
 // (log2 K / d, the quantity that sets a vector quantiser's resolution) while
 // the whole group, every stored byte included, stays within target bits per
@@ -142,8 +156,8 @@ type Options struct {
 // correlations. A codebook is never larger than the number of sub-vectors it
 // serves.
 func Choose(g Group, target float64, o Options) (Setting, float64, error) {
-	if !(target > 0) || math.IsInf(target, 0) {
-		return Setting{}, 0, fmt.Errorf("bits per weight target %v must be a positive number", target)
+	if err := CheckTarget(target); err != nil {
+		return Setting{}, 0, err
 	}
 	weights := float64(g.Weights())
 	best, bestBits, bestRate := Setting{}, 0.0, -1.0

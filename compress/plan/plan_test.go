@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -118,6 +120,25 @@ func TestChooseMeetsTargetOrExplains(t *testing.T) {
 	}
 	if _, _, err := Choose(shared, 0, o); err == nil {
 		t.Fatal("a zero target was accepted")
+	}
+}
+
+func TestCheckTargetRefusesWhatCannotCompress(t *testing.T) {
+	for _, bad := range []float64{0, -3, math.NaN(), math.Inf(1), math.Inf(-1), MaxBits, 100} {
+		err := CheckTarget(bad)
+		if err == nil {
+			t.Errorf("target %v accepted", bad)
+			continue
+		}
+		// The message names the bad target, not a consequence of it.
+		if !strings.Contains(err.Error(), fmt.Sprintf("target %v bits", bad)) {
+			t.Errorf("target %v: %v", bad, err)
+		}
+	}
+	for _, good := range []float64{0.5, 3, MaxBits - 0.01} {
+		if err := CheckTarget(good); err != nil {
+			t.Errorf("target %v refused: %v", good, err)
+		}
 	}
 }
 

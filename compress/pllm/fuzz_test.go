@@ -7,8 +7,10 @@ import (
 
 // FuzzOpen feeds arbitrary bytes to the reader: it must return an error or a
 // file whose every part reads back and whose layout adds up, never panic.
+// The seeds are hand-framed and a few hundred bytes at most: the fuzzer
+// mutates and minimises inputs the size of its seeds, and kilobyte seeds
+// spent its time minimising instead of fuzzing.
 func FuzzOpen(f *testing.F) {
-	f.Add(newSample(f, 2).bytes(f))
 	f.Add(buildFile([]specSection{metaSec()}))
 	f.Add(buildFile([]specSection{
 		metaSec(),

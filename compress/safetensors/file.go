@@ -16,7 +16,7 @@ type File struct {
 	f         *os.File
 	dataStart int64
 	header    *Header
-	index     map[string]int
+	byName    []int32 // indices of header.Tensors sorted by name
 }
 
 // Open opens and validates a safetensors file; see the package comment for
@@ -62,15 +62,11 @@ func open(path string, f *os.File) (*File, error) {
 	if _, err := f.ReadAt(hdr, 8); err != nil {
 		return nil, fmt.Errorf("%s: reading header: %w", path, err)
 	}
-	h, err := Parse(hdr, size-8-int64(n))
+	h, byName, err := parse(hdr, size-8-int64(n))
 	if err != nil {
 		return nil, fmt.Errorf("%s: safetensors: %w", path, err)
 	}
-	sf := &File{path: path, f: f, dataStart: 8 + int64(n), header: h, index: make(map[string]int, len(h.Tensors))}
-	for i, t := range h.Tensors {
-		sf.index[t.Name] = i
-	}
-	return sf, nil
+	return &File{path: path, f: f, dataStart: 8 + int64(n), header: h, byName: byName}, nil
 }
 
 // Path returns the path the file was opened with.
@@ -94,7 +90,7 @@ func (f *File) Metadata() map[string]string { return f.header.Metadata }
 
 // Tensor returns the named tensor's description and offsets.
 func (f *File) Tensor(name string) (Tensor, bool) {
-	i, ok := f.index[name]
+	i, ok := lookup(f.header.Tensors, f.byName, name)
 	if !ok {
 		return Tensor{}, false
 	}

@@ -31,6 +31,8 @@ func FuzzParseHeader(f *testing.F) {
 		{`{"__metadata__":{"k":1}}`, 0},
 		{`{"a":{"dtype":"F32","shape":[72057594037927936,256],"data_offsets":[0,8]}}`, 8},
 		{`{"a\u0000":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}`, 8},
+		{`{"\ud83d\ude00":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1},
+		{`{"\ud800":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1},
 		{`[]`, 0},
 		{"", 0},
 	}

@@ -7,15 +7,22 @@
 //   - the header is valid UTF-8 and one JSON object starting at its first
 //     byte, followed only by whitespace (writers pad with spaces);
 //   - no key appears twice, at any level;
-//   - "__metadata__", if present, is an object of string values;
+//   - "__metadata__", if present, is an object of at most
+//     MaxMetadataEntries string values;
+//   - no string holds an unpaired UTF-16 surrogate escape ("\ud800"), which
+//     names no character (encoding/json would turn it into U+FFFD);
 //   - every other key is a non-empty tensor name whose value is an object
 //     with exactly the keys "dtype" (a known whole-byte dtype), "shape" (an
-//     array of non-negative integers) and "data_offsets" (two integers
-//     [begin, end], 0 <= begin <= end);
+//     array of at most MaxRank non-negative integers) and "data_offsets"
+//     (two integers [begin, end], 0 <= begin <= end);
 //   - end - begin equals the dtype's size times the product of the shape;
 //   - sorted by offset, the tensors tile the data area exactly: no overlap,
 //     no gap, and the last one ends at the end of the file (as the reference
 //     Rust implementation requires), so truncated files are refused at Open.
+//
+// Parsing allocates a small multiple of the header's size, however many
+// tensors it describes (see scanner), and finds tensors by name through a
+// sorted index rather than a map.
 //
 // Reads are per tensor with ReadAt, so memory does not grow with the file,
 // and a File is safe for concurrent use. The Writer streams tensors in a
@@ -28,9 +35,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"pocketllm-native/compress/checkpoint/formatbase"
@@ -60,38 +68,66 @@ type Header struct {
 	Metadata map[string]string
 }
 
+// MaxMetadataEntries bounds the "__metadata__" map. Writers store a handful
+// of entries (e.g. "format": "pt"); the bound keeps a hostile header from
+// spending its 100 MiB on map entries, which cost many times their bytes.
+const MaxMetadataEntries = 1 << 16
+
+// MaxRank bounds a tensor's number of dimensions (PyTorch's and NumPy's
+// limit is 64), so that a shape costs a bounded amount of memory.
+const MaxRank = 64
+
 // Parse validates a JSON header (without the 8-byte length prefix) against
 // a data area of dataLen bytes. Errors name the offending tensor; callers
 // add the file name.
 func Parse(header []byte, dataLen int64) (*Header, error) {
+	h, _, err := parse(header, dataLen)
+	return h, err
+}
+
+// parse is Parse that also returns the tensors' indices sorted by name, for
+// lookups without a map (a map entry costs several times a tensor's bytes
+// in the header).
+func parse(header []byte, dataLen int64) (*Header, []int32, error) {
 	if dataLen < 0 {
-		return nil, fmt.Errorf("negative data length %d", dataLen)
+		return nil, nil, fmt.Errorf("negative data length %d", dataLen)
 	}
 	if len(header) > MaxHeaderLen {
-		return nil, fmt.Errorf("header is %d bytes, more than the %d-byte limit", len(header), MaxHeaderLen)
+		return nil, nil, fmt.Errorf("header is %d bytes, more than the %d-byte limit", len(header), MaxHeaderLen)
 	}
 	if !utf8.Valid(header) {
-		return nil, errors.New("header is not valid UTF-8")
+		return nil, nil, errors.New("header is not valid UTF-8")
 	}
 	if len(header) == 0 || header[0] != '{' {
-		return nil, errors.New("header does not start with a JSON object '{'")
+		return nil, nil, errors.New("header does not start with a JSON object '{'")
 	}
 	if !json.Valid(header) {
-		return nil, errors.New("header is not valid JSON")
+		return nil, nil, errors.New("header is not valid JSON")
 	}
-	p := &parser{dec: json.NewDecoder(bytes.NewReader(header))}
-	p.dec.UseNumber()
-	h := &Header{}
-	err := p.object(func(key string) error {
-		if key == MetadataKey {
-			m, err := p.metadata()
+	// A first pass counts the keys so that the tensors take one allocation
+	// of the right size, not a doubling slice's churn.
+	n := 0
+	count := &scanner{b: header}
+	if err := count.members(false, func([]byte) error { n++; return count.skipValue() }); err != nil {
+		return nil, nil, err
+	}
+	h := &Header{Tensors: make([]Tensor, 0, n)}
+	sc := &scanner{b: header}
+	haveMeta := false
+	err := sc.object(func(key []byte) error {
+		if string(key) == MetadataKey {
+			if haveMeta {
+				return fmt.Errorf("key %q appears twice", MetadataKey)
+			}
+			haveMeta = true
+			m, err := sc.metadata()
 			h.Metadata = m
 			return err
 		}
-		if key == "" {
+		if len(key) == 0 {
 			return errors.New("empty tensor name")
 		}
-		t, err := p.tensor(key)
+		t, err := sc.tensor(string(key))
 		if err != nil {
 			return err
 		}
@@ -99,17 +135,50 @@ func Parse(header []byte, dataLen int64) (*Header, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// json.Valid guarantees the rest is whitespace; check anyway so that
-	// the parser cannot silently stop early.
-	if _, err := p.dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the header's JSON object")
+	// the scanner cannot silently stop early.
+	if !sc.atEnd() {
+		return nil, nil, errors.New("data after the header's JSON object")
+	}
+	if _, err := byName(h.Tensors); err != nil {
+		return nil, nil, err
 	}
 	if err := validateLayout(h.Tensors, dataLen); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return h, nil
+	// The layout check sorted the tensors into file order; index them anew.
+	idx, err := byName(h.Tensors)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, idx, nil
+}
+
+// byName returns the indices of ts sorted by name, or an error naming the
+// first name (in sorted order) that appears twice.
+func byName(ts []Tensor) ([]int32, error) {
+	idx := make([]int32, len(ts))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int { return strings.Compare(ts[a].Name, ts[b].Name) })
+	for i := 1; i < len(idx); i++ {
+		if ts[idx[i]].Name == ts[idx[i-1]].Name {
+			return nil, fmt.Errorf("key %q appears twice", ts[idx[i]].Name)
+		}
+	}
+	return idx, nil
+}
+
+// lookup finds name among ts through byName's index.
+func lookup(ts []Tensor, idx []int32, name string) (int, bool) {
+	i, found := slices.BinarySearchFunc(idx, name, func(j int32, name string) int { return strings.Compare(ts[j].Name, name) })
+	if !found {
+		return 0, false
+	}
+	return int(idx[i]), true
 }
 
 // validateLayout checks each tensor's byte length and that, sorted by
@@ -154,60 +223,24 @@ func validateLayout(ts []Tensor, dataLen int64) error {
 	return nil
 }
 
-// parser walks the header's JSON tokens, which, unlike decoding into a map,
-// sees duplicate keys and the exact type of every value.
-type parser struct{ dec *json.Decoder }
-
-// object reads a JSON object, calling value for each key to consume its
-// value; duplicate keys are an error.
-func (p *parser) object(value func(key string) error) error {
-	if err := p.delim('{'); err != nil {
-		return err
-	}
-	seen := map[string]bool{}
-	for p.dec.More() {
-		tok, err := p.dec.Token()
-		if err != nil {
-			return err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return fmt.Errorf("unexpected %v where an object key belongs", tok)
-		}
-		if seen[key] {
+func (s *scanner) metadata() (map[string]string, error) {
+	m := map[string]string{}
+	err := s.object(func(key []byte) error {
+		if _, dup := m[string(key)]; dup {
 			return fmt.Errorf("key %q appears twice", key)
 		}
-		seen[key] = true
-		if err := value(key); err != nil {
-			return err
+		if len(m) == MaxMetadataEntries {
+			return fmt.Errorf("more than %d entries", MaxMetadataEntries)
 		}
-	}
-	return p.delim('}')
-}
-
-func (p *parser) delim(d json.Delim) error {
-	tok, err := p.dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok != d {
-		return fmt.Errorf("expected %q, found %v", d, describe(tok))
-	}
-	return nil
-}
-
-func (p *parser) metadata() (map[string]string, error) {
-	m := map[string]string{}
-	err := p.object(func(key string) error {
-		tok, err := p.dec.Token()
+		if s.peek() != '"' {
+			return fmt.Errorf("value of %q is %s, not a string", key, s.describe())
+		}
+		k := string(key)
+		v, err := s.str()
 		if err != nil {
 			return err
 		}
-		s, ok := tok.(string)
-		if !ok {
-			return fmt.Errorf("value of %q is %s, not a string", key, describe(tok))
-		}
-		m[key] = s
+		m[k] = string(v)
 		return nil
 	})
 	if err != nil {
@@ -216,44 +249,58 @@ func (p *parser) metadata() (map[string]string, error) {
 	return m, nil
 }
 
-func (p *parser) tensor(name string) (Tensor, error) {
+func (s *scanner) tensor(name string) (Tensor, error) {
 	t := Tensor{TensorInfo: formatbase.TensorInfo{Name: name}}
 	var haveDType, haveShape, haveOffsets bool
-	err := p.object(func(key string) error {
-		switch key {
+	err := s.object(func(key []byte) error {
+		dup := false
+		switch string(key) {
 		case "dtype":
-			tok, err := p.dec.Token()
-			if err != nil {
-				return err
-			}
-			s, ok := tok.(string)
-			if !ok {
-				return fmt.Errorf("dtype is %s, not a string", describe(tok))
-			}
-			t.DType, haveDType = formatbase.DType(s), true
-			if _, known := t.DType.Size(); !known {
-				return fmt.Errorf("unsupported dtype %q", s)
-			}
+			dup, haveDType = haveDType, true
 		case "shape":
-			dims, err := p.ints("shape")
+			dup, haveShape = haveShape, true
+		case "data_offsets":
+			dup, haveOffsets = haveOffsets, true
+		default:
+			return fmt.Errorf("unknown key %q", key)
+		}
+		if dup {
+			return fmt.Errorf("key %q appears twice", key)
+		}
+		switch string(key) {
+		case "dtype":
+			if s.peek() != '"' {
+				return fmt.Errorf("dtype is %s, not a string", s.describe())
+			}
+			v, err := s.str()
 			if err != nil {
 				return err
 			}
-			t.Shape, haveShape = make([]int, len(dims)), true
+			d, known := knownDType(v)
+			if !known {
+				return fmt.Errorf("unsupported dtype %q", v)
+			}
+			t.DType = d
+		case "shape":
+			var buf [MaxRank]int64
+			dims, err := s.ints("shape", buf[:0])
+			if err != nil {
+				return err
+			}
+			t.Shape = make([]int, len(dims))
 			for i, d := range dims {
 				t.Shape[i] = int(d)
 			}
 		case "data_offsets":
-			offs, err := p.ints("data_offsets")
+			var buf [MaxRank]int64
+			offs, err := s.ints("data_offsets", buf[:0])
 			if err != nil {
 				return err
 			}
 			if len(offs) != 2 {
 				return fmt.Errorf("data_offsets has %d values, want 2", len(offs))
 			}
-			t.Begin, t.End, haveOffsets = offs[0], offs[1], true
-		default:
-			return fmt.Errorf("unknown key %q", key)
+			t.Begin, t.End = offs[0], offs[1]
 		}
 		return nil
 	})
@@ -273,50 +320,23 @@ func (p *parser) tensor(name string) (Tensor, error) {
 	return t, nil
 }
 
-// ints reads an array of non-negative integers, written as JSON integers
-// (no fraction or exponent), each within MaxTensorBytes.
-func (p *parser) ints(what string) ([]int64, error) {
-	if err := p.delim('['); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	var out []int64
-	for p.dec.More() {
-		tok, err := p.dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		num, ok := tok.(json.Number)
-		if !ok {
-			return nil, fmt.Errorf("%s holds %s, not an integer", what, describe(tok))
-		}
-		v, err := strconv.ParseInt(string(num), 10, 64)
-		if err != nil || v < 0 || v > formatbase.MaxTensorBytes {
-			return nil, fmt.Errorf("%s holds %s, not an integer in [0, 2^56]", what, num)
-		}
-		out = append(out, v)
-	}
-	if err := p.delim(']'); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
+// dtypes are the element types a header may name, in formatbase's spelling.
+var dtypes = []formatbase.DType{
+	formatbase.BOOL, formatbase.U8, formatbase.I8, formatbase.F8E5M2, formatbase.F8E4M3, formatbase.F8E8M0,
+	formatbase.I16, formatbase.U16, formatbase.F16, formatbase.BF16, formatbase.I32, formatbase.U32, formatbase.F32,
+	formatbase.C64, formatbase.F64, formatbase.I64, formatbase.U64,
 }
 
-func describe(tok json.Token) string {
-	switch v := tok.(type) {
-	case nil:
-		return "null"
-	case json.Delim:
-		switch v {
-		case '{', '}':
-			return "an object"
+// knownDType returns the constant spelled s, so that millions of tensors
+// share a handful of strings instead of one allocation each.
+func knownDType(s []byte) (formatbase.DType, bool) {
+	for _, d := range dtypes {
+		if string(s) == string(d) {
+			_, whole := d.Size()
+			return d, whole
 		}
-		return "an array"
-	case string:
-		return strconv.Quote(v)
-	case json.Number:
-		return string(v)
 	}
-	return fmt.Sprint(tok)
+	return "", false
 }
 
 // encodeHeader returns the JSON header for tensors laid out in the given

@@ -3,9 +3,11 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -200,6 +202,14 @@ func TestParseRules(t *testing.T) {
 		{"metadata null", `{"__metadata__":{"k":null}}`, 0, `value of "k" is null`},
 		{"empty name", `{"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}`, 0, `empty tensor name`},
 		{"negative data", `{}`, -1, `negative`},
+		{"lone high surrogate", `{"a\ud800":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}`, 0, `unpaired UTF-16 surrogate escape \ud800`},
+		{"lone low surrogate", `{"a\uDC00b":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}`, 0, `unpaired UTF-16 surrogate escape \udc00`},
+		{"high surrogate then letter", `{"\ud83dx":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}`, 0, `unpaired`},
+		{"two high surrogates", `{"\ud83d\ud83d":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}`, 0, `unpaired`},
+		{"surrogate in metadata", `{"__metadata__":{"k":"\udfff"}}`, 0, `__metadata__: string "\udfff" holds an unpaired`},
+		{"surrogate in dtype", `{"a":{"dtype":"F\ud800","shape":[0],"data_offsets":[0,0]}}`, 0, `unpaired`},
+		{"too many dims", `{"a":{"dtype":"U8","shape":[` + strings.Repeat("1,", MaxRank) + `1],"data_offsets":[0,1]}}`, 1, `more than 64 values`},
+		{"too much metadata", `{"__metadata__":{` + manyEntries(MaxMetadataEntries+1) + `}}`, 0, `more than 65536 entries`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse([]byte(c.header), c.dataLen)
@@ -211,6 +221,90 @@ func TestParseRules(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func manyEntries(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`"%d":""`, i)
+	}
+	return strings.Join(parts, ",")
+}
+
+func TestParseDecodesEscapes(t *testing.T) {
+	// A surrogate pair is one character; an escaped backslash before a "u"
+	// is no escape at all; escapes in dtypes and keys are decoded.
+	h, err := Parse([]byte(`{"\ud83d\ude00\\ud800":{"d\u0074ype":"\u0055\u0038","shape":[`+strings.Repeat("1,", MaxRank-1)+`1],"data_offsets":[0,1]}}`), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Tensors[0]; got.Name != "\U0001F600\\ud800" || got.DType != "U8" || len(got.Shape) != MaxRank {
+		t.Fatalf("decoded %q %q rank %d", got.Name, got.DType, len(got.Shape))
+	}
+	if _, err := Parse([]byte(`{"__metadata__":{`+manyEntries(MaxMetadataEntries)+`}}`), 0); err != nil {
+		t.Fatalf("%d metadata entries refused: %v", MaxMetadataEntries, err)
+	}
+}
+
+// TestOpenMemoryStaysNearHeaderSize generates headers that pack as many
+// tensors (or dimensions) into their bytes as the format allows and checks
+// that opening the file allocates at most a few times the header's size in
+// all: a 100 MiB header of 1.78 million empty tensors once cost about 1.7 GB.
+func TestOpenMemoryStaysNearHeaderSize(t *testing.T) {
+	const size = 4 << 20
+	const maxRatio = 5 // bytes allocated by Open per header byte
+	gen := map[string]func(i int) string{
+		"empty tensors": func(i int) string {
+			return fmt.Sprintf(`"%x":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}`, i)
+		},
+		"many dimensions": func(i int) string {
+			return fmt.Sprintf(`"%x":{"dtype":"U8","shape":[%s0],"data_offsets":[0,0]}`, i, strings.Repeat("1,", MaxRank-1))
+		},
+	}
+	for name, entry := range gen {
+		t.Run(name, func(t *testing.T) {
+			var b strings.Builder
+			b.WriteByte('{')
+			n := 0
+			for b.Len() < size {
+				if n > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(entry(n))
+				n++
+			}
+			b.WriteByte('}')
+			path := writeTemp(t, "big.safetensors", fileBytes(b.String(), nil))
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			f, err := Open(path)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if len(f.Tensors()) != n {
+				t.Fatalf("%d tensors, wrote %d", len(f.Tensors()), n)
+			}
+			alloc := after.TotalAlloc - before.TotalAlloc
+			ratio := float64(alloc) / float64(b.Len())
+			t.Logf("%d tensors in a %d-byte header: Open allocated %d bytes (%.2fx) in %d allocations", n, b.Len(), alloc, ratio, after.Mallocs-before.Mallocs)
+			if ratio > maxRatio {
+				t.Errorf("Open allocated %.2fx the header's size, want at most %dx", ratio, maxRatio)
+			}
+			// Lookups by name go through the sorted index.
+			for _, i := range []int{0, n / 2, n - 1} {
+				want := fmt.Sprintf("%x", i)
+				if tt, ok := f.Tensor(want); !ok || tt.Name != want {
+					t.Errorf("Tensor(%q) = %q, %v", want, tt.Name, ok)
+				}
+			}
+			if _, ok := f.Tensor("absent"); ok {
+				t.Error("found a tensor that is not there")
 			}
 		})
 	}

@@ -276,7 +276,7 @@ func Run(o Options) (*Results, error) {
 	}
 	lines, err := eval.ReadLines(o.Text)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sweep: %w", err)
 	}
 	orig, err := llama.Open(o.Model)
 	if err != nil {
