@@ -2,12 +2,17 @@
 GO       ?= go
 BUILD    ?= build
 GOFLAGS_ := CGO_ENABLED=0
+# The native libraries are searched only where POCKETLLM_LIB_DIR points, beside
+# the executable and in ../lib beside it (never in the working directory), so
+# the targets that run Go code point it at this checkout's build.
+export POCKETLLM_LIB_DIR ?= $(abspath $(BUILD))/lib
 FUZZTIME ?= 10s
 
 .PHONY: build deps native test test-go fuzz bench vectors lint demo clean gpu-check-prepare gpu-check
 
+# The binary goes to build/bin, so that the libraries in build/lib are its ../lib.
 build: native
-	$(GOFLAGS_) $(GO) build -o pocketllm-native ./cli/pocketllm-native
+	$(GOFLAGS_) $(GO) build -o $(BUILD)/bin/pocketllm-native ./cli/pocketllm-native
 
 # cmake, ninja and Debian's nvcc, installed with apt only when missing.
 deps:
@@ -58,4 +63,4 @@ demo:
 	$(GOFLAGS_) $(GO) run ./cli/pocketllm-native demo
 
 clean:
-	rm -rf $(BUILD) pocketllm-native
+	rm -rf $(BUILD)
