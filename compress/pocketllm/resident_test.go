@@ -178,7 +178,9 @@ type refusingTrainer struct {
 	err error
 }
 
-func (r refusingTrainer) NewTrainRun(bindings.TrainConfig) (bindings.TrainRun, error) { return nil, r.err }
+func (r refusingTrainer) NewTrainRun(bindings.TrainConfig) (bindings.TrainRun, error) {
+	return nil, r.err
+}
 
 // A resident run that cannot be created is never dropped silently: out of
 // memory falls back to the call-by-call loop (same bytes as the plain Go
