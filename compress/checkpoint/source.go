@@ -14,6 +14,7 @@ import (
 	"pocketllm-native/compress/checkpoint/formatbase"
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/safetensors"
+	"pocketllm-native/internal/regularfile"
 )
 
 // Source formats.
@@ -86,6 +87,9 @@ func Open(path string) (*Source, error) {
 	if st.IsDir() {
 		return openFolder(path)
 	}
+	if !st.Mode().IsRegular() {
+		return nil, regularfile.NotRegular(path, st.Mode())
+	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".safetensors":
 		return openSafetensors(path)
@@ -111,7 +115,7 @@ func Open(path string) (*Source, error) {
 // pytorchHint replaces err with a clearer one for a PyTorch checkpoint
 // (a zip archive or a bare pickle), the usual content of a .bin file.
 func pytorchHint(path string, err error) error {
-	f, oerr := os.Open(path)
+	f, oerr := regularfile.Open(path)
 	if oerr != nil {
 		return err
 	}
@@ -171,9 +175,9 @@ func openFolder(dir string) (*Source, error) {
 	var s *Source
 	var err error
 	switch {
-	case isRegular(single):
+	case exists(single): // anything there but a regular file is refused by name
 		s, err = openSafetensors(single)
-	case isRegular(index):
+	case exists(index):
 		s, err = openSharded(dir, index)
 	default:
 		return nil, fmt.Errorf("%s: model folder has neither %s nor %s", dir, SingleFileName, IndexFileName)
@@ -198,9 +202,9 @@ func openFolder(dir string) (*Source, error) {
 	return s, nil
 }
 
-func isRegular(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular()
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // readSideFiles reads every side file of a model folder. Symbolic links are
@@ -239,7 +243,7 @@ func readSideFiles(dir string) ([]SideFile, error) {
 // readBounded reads a file of at most MaxSideFileSize bytes, even if it
 // grows after being checked.
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +311,7 @@ func (s *Source) addShards(dir string, shards, names []string, weightMap map[str
 	where := map[string]string{} // tensor -> shard holding it
 	for i, sh := range shards {
 		p := filepath.Join(dir, sh)
-		if !isRegular(p) {
+		if !exists(p) { // a shard that is not a regular file is refused by safetensors.Open
 			return fmt.Errorf("%s: shard %s is listed in the index but missing", dir, sh)
 		}
 		f, err := safetensors.Open(p)

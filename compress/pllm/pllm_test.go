@@ -472,6 +472,45 @@ func TestExistingOutputRefused(t *testing.T) {
 	}
 }
 
+// Two writers without force, both started before either finished: the
+// second to close is refused and the first one's file stays as it was (the
+// publish is a hard link, which never replaces, not a check then rename).
+func TestConcurrentWritersDoNotClobber(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.pllm")
+	a, err := Create(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Create(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteMeta(Meta{Tool: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteMeta(Meta{Tool: "second"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err == nil || !strings.Contains(err.Error(), "overwriting needs force") {
+		t.Fatalf("second writer: %v, want a refusal", err)
+	}
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Meta().Tool != "first" {
+		t.Errorf("file written by %q, want the first writer's", r.Meta().Tool)
+	}
+	if names := dirNames(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
+		t.Errorf("directory holds %v", names)
+	}
+}
+
 func TestAbortLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a.pllm")
@@ -486,8 +525,10 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if err := w.WriteRaw(s.raws[0], s.data[0]); err != nil {
 		t.Fatal(err)
 	}
-	if len(dirNames(t, dir)) != 1 {
-		t.Fatal("no temporary file while writing")
+	// While writing, the file has no name (Linux O_TMPFILE) or one hidden
+	// temporary name beside the output.
+	if names := dirNames(t, dir); len(names) > 1 || (len(names) == 1 && !strings.HasPrefix(names[0], ".a.pllm.")) {
+		t.Fatalf("while writing the folder holds %v", names)
 	}
 	w.Abort()
 	w.Abort()
