@@ -21,14 +21,14 @@ const (
 // The native backends are found through POCKETLLM_LIB_DIR only; point it at
 // this checkout's build unless the caller (make) already has.
 func TestMain(m *testing.M) {
-	nativetest.UseCheckoutBuild()
 	if os.Getenv(envRunMain) != "" {
+		nativetest.UseCheckoutBuild()
 		os.Exit(Main(os.Args))
 	}
 	if dir := os.Getenv(envHold); dir != "" {
 		os.Exit(hold(dir))
 	}
-	os.Exit(m.Run())
+	nativetest.Main(m)
 }
 
 // hold starts an output folder and a file under dir the way decompress and

@@ -14,20 +14,8 @@ import (
 	"testing"
 
 	"pocketllm-native/internal/atomicfile"
+	"pocketllm-native/internal/testfs"
 )
-
-func entries(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
-}
 
 // exitCode is the process's exit status, -1 when a signal killed it.
 func exitCode(err error) int {
@@ -64,7 +52,7 @@ func TestSignalsRemoveUnfinishedOutputs(t *testing.T) {
 				cmd.Wait()
 				t.Fatalf("holder: %q", line)
 			}
-			if len(entries(t, dir)) == 0 {
+			if len(testfs.Names(t, dir)) == 0 {
 				t.Fatal("the holder has no temporary folder to remove")
 			}
 			cmd.Process.Signal(sig)
@@ -75,7 +63,7 @@ func TestSignalsRemoveUnfinishedOutputs(t *testing.T) {
 			if msg := stderr.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "interrupted") {
 				t.Errorf("stderr %q, want one line saying it was interrupted", msg)
 			}
-			if got := entries(t, dir); len(got) != 0 {
+			if got := testfs.Names(t, dir); len(got) != 0 {
 				t.Errorf("left behind %q", got)
 			}
 		})
@@ -131,7 +119,7 @@ func TestInterruptedCompressLeavesNothing(t *testing.T) {
 	if code := exitCode(cmd.Wait()); code != 130 {
 		t.Errorf("exit code %d after SIGINT, want 130", code)
 	}
-	if got := entries(t, dir); !slices.Equal(got, []string{"model"}) {
+	if got := testfs.Names(t, dir); !slices.Equal(got, []string{"model"}) {
 		t.Errorf("left behind %q", got)
 	}
 }
@@ -145,13 +133,13 @@ func TestKilledCompressLeavesNothingAfterTheNextRun(t *testing.T) {
 	cmd, dir, out, _ := startCompress(t)
 	cmd.Process.Kill()
 	cmd.Wait()
-	for _, n := range entries(t, dir) {
+	for _, n := range testfs.Names(t, dir) {
 		if n != "model" && !strings.HasPrefix(n, ".s.pllm.pocketllm-tmp-") {
 			t.Errorf("SIGKILL left %s, which no run recognises", n)
 		}
 	}
 	atomicfile.RemoveLeftovers(out) // what the next run does first
-	if got := entries(t, dir); !slices.Equal(got, []string{"model"}) {
+	if got := testfs.Names(t, dir); !slices.Equal(got, []string{"model"}) {
 		t.Errorf("after the next run's sweep: %q", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/safetensors"
+	"pocketllm-native/internal/testfs"
 )
 
 // smallPLLM writes a one-tensor safetensors model and compresses it with
@@ -42,19 +43,6 @@ func smallPLLM(t *testing.T, dir string) string {
 	o := CompressOptions{In: src, Out: out, Include: ".*", Share: plan.ShareNone, MethodName: MethodRTN, RTN: rtn.Settings{Bits: 4, GroupSize: 32}, Kernels: bindings.Go()}
 	if _, err := Compress(o); err != nil {
 		t.Fatal(err)
-	}
-	return out
-}
-
-func dirEntries(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
 	}
 	return out
 }
@@ -112,7 +100,7 @@ func TestDecompressRecoversAKilledReplacement(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(out, "mine.txt")); err != nil || string(b) != "keep" {
 		t.Errorf("the old folder was not put back: %q %v", b, err)
 	}
-	if got := dirEntries(t, dir); !slices.Equal(got, append([]string{"hf"}, before...)) {
+	if got := testfs.Names(t, dir); !slices.Equal(got, append([]string{"hf"}, before...)) {
 		t.Errorf("after the refused run: %q", got)
 	}
 
@@ -122,7 +110,7 @@ func TestDecompressRecoversAKilledReplacement(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "model.safetensors")); err != nil {
 		t.Errorf("not replaced: %v", err)
 	}
-	if got := dirEntries(t, dir); !slices.Equal(got, append([]string{"hf"}, before...)) {
+	if got := testfs.Names(t, dir); !slices.Equal(got, append([]string{"hf"}, before...)) {
 		t.Errorf("after the forced run: %q", got)
 	}
 }

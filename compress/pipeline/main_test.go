@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"os"
 	"testing"
 
 	"pocketllm-native/internal/nativetest"
@@ -9,7 +8,4 @@ import (
 
 // The native backends are found through POCKETLLM_LIB_DIR only; point it at
 // this checkout's build unless the caller (make) already has.
-func TestMain(m *testing.M) {
-	nativetest.UseCheckoutBuild()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { nativetest.Main(m) }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"pocketllm-native/compress/fp16"
+	"pocketllm-native/internal/testfs"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -439,7 +440,7 @@ func TestExistingOutputRefused(t *testing.T) {
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, orig) {
 		t.Fatal("existing file modified")
 	}
-	if names := dirNames(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
+	if names := testfs.Names(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
 		t.Fatalf("directory holds %v", names)
 	}
 	if _, err := Create(dir, true); err == nil {
@@ -464,7 +465,7 @@ func TestExistingOutputRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	if names := dirNames(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
+	if names := testfs.Names(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
 		t.Fatalf("directory holds %v", names)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
@@ -506,7 +507,7 @@ func TestConcurrentWritersDoNotClobber(t *testing.T) {
 	if r.Meta().Tool != "first" {
 		t.Errorf("file written by %q, want the first writer's", r.Meta().Tool)
 	}
-	if names := dirNames(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
+	if names := testfs.Names(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
 		t.Errorf("directory holds %v", names)
 	}
 }
@@ -527,12 +528,12 @@ func TestAbortLeavesNothing(t *testing.T) {
 	}
 	// While writing, the file has no name (Linux O_TMPFILE) or one hidden
 	// temporary name beside the output.
-	if names := dirNames(t, dir); len(names) > 1 || (len(names) == 1 && !strings.HasPrefix(names[0], ".a.pllm.")) {
+	if names := testfs.Names(t, dir); len(names) > 1 || (len(names) == 1 && !strings.HasPrefix(names[0], ".a.pllm.")) {
 		t.Fatalf("while writing the folder holds %v", names)
 	}
 	w.Abort()
 	w.Abort()
-	if names := dirNames(t, dir); len(names) != 0 {
+	if names := testfs.Names(t, dir); len(names) != 0 {
 		t.Fatalf("Abort left %v", names)
 	}
 	if err := w.WriteMeta(Meta{}); err == nil {
@@ -541,7 +542,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if err := w.Close(); err == nil {
 		t.Error("Close after Abort: no error")
 	}
-	if names := dirNames(t, dir); len(names) != 0 {
+	if names := testfs.Names(t, dir); len(names) != 0 {
 		t.Fatalf("left %v", names)
 	}
 }
@@ -642,13 +643,13 @@ func TestWriterErrorsLeaveNothing(t *testing.T) {
 			if !strings.Contains(err.Error(), path) {
 				t.Errorf("error %q does not name the file", err)
 			}
-			if names := dirNames(t, dir); len(names) != 0 {
+			if names := testfs.Names(t, dir); len(names) != 0 {
 				t.Fatalf("left %v behind", names)
 			}
 			if w.WriteMeta(Meta{}) == nil || w.Close() == nil {
 				t.Fatal("writer usable after an error")
 			}
-			if names := dirNames(t, dir); len(names) != 0 {
+			if names := testfs.Names(t, dir); len(names) != 0 {
 				t.Fatalf("left %v behind", names)
 			}
 		})

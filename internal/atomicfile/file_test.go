@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"pocketllm-native/internal/testfs"
 )
 
 // Both ways of making a file: unnamed (where the system has it) and hidden.
@@ -23,19 +25,6 @@ func eachKind(t *testing.T, f func(t *testing.T)) {
 		t.Cleanup(func() { unnamedAllowed = true })
 		f(t)
 	})
-}
-
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
 }
 
 func hasUnnamed(t *testing.T, dir string) bool {
@@ -62,7 +51,7 @@ func TestFileCommitAbortAndNoClobber(t *testing.T) {
 			t.Fatal(err)
 		}
 		if unnamedAllowed && hasUnnamed(t, dir) {
-			if got := names(t, dir); len(got) != 0 {
+			if got := testfs.Names(t, dir); len(got) != 0 {
 				t.Errorf("unnamed files in progress, but the folder holds %q", got)
 			}
 		}
@@ -97,7 +86,7 @@ func TestFileCommitAbortAndNoClobber(t *testing.T) {
 		}
 		d.Write([]byte("x"))
 		d.Abort()
-		if got := names(t, dir); !slices.Equal(got, []string{"out.pllm"}) {
+		if got := testfs.Names(t, dir); !slices.Equal(got, []string{"out.pllm"}) {
 			t.Errorf("folder holds %q, want only out.pllm", got)
 		}
 		if len(live.names) != 0 {
@@ -166,7 +155,7 @@ func TestDirReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Abort()
-	if got := names(t, dir); !slices.Equal(got, []string{"hf"}) {
+	if got := testfs.Names(t, dir); !slices.Equal(got, []string{"hf"}) {
 		t.Errorf("folder holds %q, want only hf", got)
 	}
 }
@@ -211,7 +200,7 @@ func TestLeftoversOfAKilledReplacement(t *testing.T) {
 		t.Fatalf("the old folder was not put back: %q, %v", data, err)
 	}
 	want := []string{".hf.tmp-123", filepath.Base(other), "hf"}
-	if got := names(t, dir); !slices.Equal(got, want) {
+	if got := testfs.Names(t, dir); !slices.Equal(got, want) {
 		t.Errorf("after the sweep the folder holds %q, want %q", got, want)
 	}
 
@@ -306,13 +295,13 @@ func TestKilledWriterLeavesNothingForLong(t *testing.T) {
 	for _, p := range []string{"a.pllm", "b.pllm", "hf"} {
 		RemoveLeftovers(filepath.Join(dir, p))
 	}
-	during := names(t, dir)
+	during := testfs.Names(t, dir)
 	if len(during) != 2 {
 		t.Errorf("a live writer's temporaries: %q, want the hidden file and the folder", during)
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	after := names(t, dir)
+	after := testfs.Names(t, dir)
 	if !slices.Equal(after, during) {
 		t.Errorf("after SIGKILL the folder holds %q, want %q", after, during)
 	}
@@ -324,7 +313,7 @@ func TestKilledWriterLeavesNothingForLong(t *testing.T) {
 	for _, p := range []string{"a.pllm", "b.pllm", "hf"} {
 		RemoveLeftovers(filepath.Join(dir, p))
 	}
-	if got := names(t, dir); len(got) != 0 {
+	if got := testfs.Names(t, dir); len(got) != 0 {
 		t.Errorf("the next run left %q", got)
 	}
 }
@@ -339,7 +328,7 @@ func TestRemoveTemporaries(t *testing.T) {
 	if n := len(strings.Fields(line)); n != 2 {
 		t.Errorf("removed %q, want the hidden file and the folder", line)
 	}
-	if got := names(t, dir); len(got) != 0 {
+	if got := testfs.Names(t, dir); len(got) != 0 {
 		t.Errorf("left %q", got)
 	}
 }

@@ -8,6 +8,7 @@ package nativetest
 import (
 	"os"
 	"path/filepath"
+	"testing"
 )
 
 // EnvLibDir is bindings.EnvLibDir, repeated because package bindings' own
@@ -38,4 +39,11 @@ func UseCheckoutBuild() string {
 		}
 		dir = parent
 	}
+}
+
+// Main is a TestMain for packages whose tests want the native backends:
+// UseCheckoutBuild, then the tests.
+func Main(m *testing.M) {
+	UseCheckoutBuild()
+	os.Exit(m.Run())
 }
