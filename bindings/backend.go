@@ -74,7 +74,7 @@ func (r *Report) String() string {
 			fmt.Fprintf(&b, "  %s: not tried (an earlier backend was chosen)\n", c.Backend)
 			continue
 		case strings.HasPrefix(c.Refused, "not found at "):
-			fmt.Fprintf(&b, "  %s: refused: library not found\n", c.Backend)
+			fmt.Fprintf(&b, "  %s: refused: library not found (%s names the folder that holds it)\n", c.Backend, EnvLibDir)
 		case c.Refused != "":
 			fmt.Fprintf(&b, "  %s: refused: %s\n", c.Backend, c.Refused)
 		default:
