@@ -120,6 +120,14 @@ func lockedTemp(dir, base string, create func(name string) (*os.File, error)) (*
 			last = err
 			continue
 		}
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, derr := os.Stat(dir); derr == nil {
+				// A folder removed by another run's sweep between its
+				// mkdir and open: try another name.
+				last = err
+				continue
+			}
+		}
 		if err != nil {
 			return nil, "", err
 		}
