@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"pocketllm-native/internal/demomodel"
 )
 
 // writeTokenizer writes a valid llama2.c tokenizer: <unk>, <s>, </s>, the
@@ -39,7 +41,7 @@ func writeTokenizer(t *testing.T, path string) {
 func TestFIFOInputsAreRefused(t *testing.T) {
 	dir := t.TempDir()
 	model := filepath.Join(dir, "model")
-	if err := writeDemoModel(model, 1); err != nil {
+	if err := demomodel.Write(model, demomodel.Config, 1); err != nil {
 		t.Fatal(err)
 	}
 	tok := filepath.Join(dir, "tok.bin")
@@ -58,7 +60,7 @@ func TestFIFOInputsAreRefused(t *testing.T) {
 	plain, pllmF, binF, stF, txtF := fifo("fifo"), fifo("fifo.pllm"), fifo("fifo.bin"), fifo("fifo.safetensors"), fifo("fifo.txt")
 	// A model folder whose weights file is a FIFO.
 	folder := filepath.Join(dir, "pipe-model")
-	if err := writeDemoModel(folder, 1); err != nil {
+	if err := demomodel.Write(folder, demomodel.Config, 1); err != nil {
 		t.Fatal(err)
 	}
 	weights := filepath.Join(folder, "model.safetensors")

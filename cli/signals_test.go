@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"pocketllm-native/internal/atomicfile"
+	"pocketllm-native/internal/demomodel"
 	"pocketllm-native/internal/testfs"
 )
 
@@ -79,7 +80,7 @@ func startCompress(t *testing.T) (cmd *exec.Cmd, dir, out string, stderr *bytes.
 	if err := os.Mkdir(model, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeDemoModel(model, 1); err != nil {
+	if err := demomodel.Write(model, demomodel.Config, 1); err != nil {
 		t.Fatal(err)
 	}
 	out = filepath.Join(dir, "s.pllm")

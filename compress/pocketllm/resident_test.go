@@ -186,7 +186,7 @@ func (r refusingTrainer) NewTrainRun(bindings.TrainConfig) (bindings.TrainRun, e
 // memory falls back to the call-by-call loop (same bytes as the plain Go
 // kernels) with a logged line, and any other failure is the error.
 func TestResidentCreationFailure(t *testing.T) {
-	mats := []Matrix{lowRank("m", 24, 16, 5)}
+	mats := []matrix.Matrix{lowRank("m", 24, 16, 5)}
 	st := quick(4, 16)
 	st.Epochs = 2
 	want, err := Compress(bindings.Go(), mats, st, nil)
