@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"pocketllm-native/internal/atomicfile"
 	"pocketllm-native/internal/nativetest"
@@ -49,5 +50,10 @@ func hold(dir string) int {
 	}
 	f.Write([]byte("partial"))
 	fmt.Println("ready")
-	select {}
+	held = []any{d, f} // reachable: the collector would close their files
+	for {              // not select {}, which the runtime may call a deadlock
+		time.Sleep(time.Hour)
+	}
 }
+
+var held []any

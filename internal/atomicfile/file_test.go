@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"pocketllm-native/internal/testfs"
 )
@@ -224,8 +225,15 @@ func child(dir string) int {
 		return 0
 	}
 	fmt.Println("ready")
-	select {}
+	// Reachable while waiting: an unreachable os.File is closed by the
+	// collector, and its lock goes with it.
+	held = []any{a, b, d}
+	for { // not select {}: with nothing else to run, that is a fatal deadlock
+		time.Sleep(time.Hour)
+	}
 }
+
+var held []any
 
 func startChild(t *testing.T, dir string, env ...string) (*exec.Cmd, *bufio.Reader) {
 	t.Helper()
