@@ -50,8 +50,10 @@ func hold(dir string) int {
 	}
 	f.Write([]byte("partial"))
 	fmt.Println("ready")
-	held = []any{d, f} // reachable: the collector would close their files
-	for {              // not select {}, which the runtime may call a deadlock
+	// Reachable, or the collector closes the files; and a sleep, not
+	// select {}, which the runtime may end as a deadlock.
+	held = []any{d, f}
+	for {
 		time.Sleep(time.Hour)
 	}
 }
