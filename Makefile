@@ -2,6 +2,10 @@
 GO       ?= go
 BUILD    ?= build
 GOFLAGS_ := CGO_ENABLED=0
+# The native libraries are searched only where POCKETLLM_LIB_DIR points, beside
+# the executable and in ../lib beside it (never in the working directory), so
+# the targets that run Go code point it at this checkout's build.
+export POCKETLLM_LIB_DIR ?= $(abspath $(BUILD))/lib
 FUZZTIME ?= 10s
 # The fuzzer minimises every new interesting input for up to this long (Go's
 # default, 60s, left both workers minimising for most of a short run).
@@ -9,8 +13,9 @@ FUZZMINTIME ?= 1s
 
 .PHONY: build deps native test test-go fuzz bench vectors lint demo clean gpu-check-prepare gpu-check
 
+# The binary goes to build/bin, so that the libraries in build/lib are its ../lib.
 build: native
-	$(GOFLAGS_) $(GO) build -o pocketllm-native ./cli/pocketllm-native
+	$(GOFLAGS_) $(GO) build -o $(BUILD)/bin/pocketllm-native ./cli/pocketllm-native
 
 # cmake, ninja and Debian's nvcc, installed with apt only when missing.
 deps:
@@ -65,4 +70,4 @@ demo:
 	$(GOFLAGS_) $(GO) run ./cli/pocketllm-native demo
 
 clean:
-	rm -rf $(BUILD) pocketllm-native
+	rm -rf $(BUILD)

@@ -74,7 +74,7 @@ func (r *Report) String() string {
 			fmt.Fprintf(&b, "  %s: not tried (an earlier backend was chosen)\n", c.Backend)
 			continue
 		case strings.HasPrefix(c.Refused, "not found at "):
-			fmt.Fprintf(&b, "  %s: refused: library not found\n", c.Backend)
+			fmt.Fprintf(&b, "  %s: refused: library not found (%s names the folder that holds it)\n", c.Backend, EnvLibDir)
 		case c.Refused != "":
 			fmt.Fprintf(&b, "  %s: refused: %s\n", c.Backend, c.Refused)
 		default:
@@ -241,12 +241,9 @@ func noDeviceHint(name string) string {
 	return "unsupported processor"
 }
 
-// checkLibrary refuses a library of another ABI version or another backend
-// (a cpu library copied under the cuda name, say).
+// checkLibrary refuses a library of another backend (a cpu library copied
+// under the cuda name, say); openLibrary has checked the ABI version.
 func checkLibrary(lib *nativeLib, want string) error {
-	if v := lib.abiVersion(); v != abiVersion {
-		return fmt.Errorf("ABI version %d, this build needs %d", v, abiVersion)
-	}
 	if got := lib.backendName(); got != want {
 		return fmt.Errorf("library reports backend %q, expected %q", got, want)
 	}

@@ -177,6 +177,9 @@ func TestRefusals(t *testing.T) {
 		{"missing symbol", BackendCPU, fakeOpts{abi: abiVersion, score: 20, name: "cpu", backendFile: "cpu", omitDecode: true}, false, "missing symbol pllm_decode"},
 		{"missing gemm", BackendCPU, fakeOpts{abi: abiVersion, score: 20, name: "cpu", backendFile: "cpu", omitGemm: true}, false, "missing symbol pllm_gemm"},
 		{"ABI mismatch", BackendCPU, fakeOpts{abi: abiVersion + 98, score: 20, name: "cpu", backendFile: "cpu"}, false, "ABI version " + strconv.Itoa(abiVersion+98) + ", this build needs " + strconv.Itoa(abiVersion)},
+		// An older library lacks symbols this build binds; the version is
+		// read first, so the refusal names the version, not a symbol.
+		{"old ABI lacking newer symbols", BackendCPU, fakeOpts{abi: abiVersion - 1, score: 20, name: "cpu", backendFile: "cpu", omitDecode: true}, false, "ABI version " + strconv.Itoa(abiVersion-1) + ", this build needs " + strconv.Itoa(abiVersion)},
 		{"wrong backend name", BackendCPU, fakeOpts{abi: abiVersion, score: 20, name: "cuda", backendFile: "cpu"}, false, `reports backend "cuda"`},
 		{"score 0", BackendCUDA, fakeOpts{abi: abiVersion, score: 0, name: "cuda", backendFile: "cuda"}, false, "score 0: the library cannot run on this machine (no CUDA driver or device)"},
 		{"context creation fails", BackendCUDA, fakeOpts{abi: abiVersion, score: 100, name: "cuda", backendFile: "cuda", ctxFail: true}, false, "pllm_ctx_create failed with PLLM_ERR_DEVICE"},

@@ -12,6 +12,18 @@ import (
 // package was written against.
 const abiVersion = 3
 
+// abiSymbol is the C function that reports a library's ABI version; it is
+// resolved and checked before any other symbol.
+const abiSymbol = "pllm_abi_version"
+
+// checkABI refuses a library of another ABI version.
+func checkABI(v int32) error {
+	if v != abiVersion {
+		return fmt.Errorf("ABI version %d, this build needs %d", v, abiVersion)
+	}
+	return nil
+}
+
 // errNotFound marks a candidate path where no library file exists, as
 // opposed to a file that exists and failed to load.
 var errNotFound = errors.New("not found")
@@ -61,7 +73,7 @@ type symbol struct {
 // of them is refused.
 func (l *nativeLib) symbols() []symbol {
 	return []symbol{
-		{"pllm_abi_version", &l.abiVersion},
+		{abiSymbol, &l.abiVersion},
 		{"pllm_backend_score", &l.backendScore},
 		{"pllm_backend_name", &l.backendName},
 		{"pllm_build_info", &l.buildInfo},
@@ -87,6 +99,19 @@ func (l *nativeLib) symbols() []symbol {
 		{"pllm_train_destroy", &l.trainDestroy},
 	}
 }
+
+// ErrNoMemory is wrapped by the error of a native call that failed with
+// PLLM_ERR_NO_MEMORY (host or device memory exhausted), so that a caller
+// can fall back to a way that needs less.
+var ErrNoMemory = errors.New("out of memory")
+
+// statusError is a failed call's PLLM_ERR_* code.
+type statusError int32
+
+func (e statusError) Error() string { return statusName(int32(e)) }
+
+// Is makes errors.Is(err, ErrNoMemory) hold for PLLM_ERR_NO_MEMORY.
+func (e statusError) Is(target error) bool { return target == ErrNoMemory && e == -3 }
 
 // statusName maps the header's PLLM_ERR_* codes to their names.
 func statusName(st int32) string {
@@ -162,7 +187,7 @@ func (k *nativeKernels) call(fn string, f func(ctx uintptr) int32) error {
 		return fmt.Errorf("bindings: %s %s: kernels used after Close", k.name, fn)
 	}
 	if st := f(k.ctx); st != 0 {
-		return fmt.Errorf("bindings: %s %s: %s (%s)", k.name, fn, k.lib.ctxError(k.ctx), statusName(st))
+		return fmt.Errorf("bindings: %s %s: %s (%w)", k.name, fn, k.lib.ctxError(k.ctx), statusError(st))
 	}
 	return nil
 }

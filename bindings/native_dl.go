@@ -33,8 +33,22 @@ func openLibrary(path string) (*nativeLib, error) {
 		return nil, fmt.Errorf("dlopen: %v", err)
 	}
 	lib := &nativeLib{path: path}
+	// The version comes first: a library of another ABI may lack symbols
+	// this build binds (or have them with other signatures), and "ABI 1,
+	// this build needs 2" says what is wrong where a missing symbol would not.
+	addr, err := purego.Dlsym(h, abiSymbol)
+	if err != nil || addr == 0 {
+		return nil, fmt.Errorf("missing symbol %s: not a pocketllm library", abiSymbol)
+	}
+	purego.RegisterFunc(&lib.abiVersion, addr)
+	if err := checkABI(lib.abiVersion()); err != nil {
+		return nil, err
+	}
 	var missing []string
 	for _, s := range lib.symbols() {
+		if s.name == abiSymbol {
+			continue
+		}
 		addr, err := purego.Dlsym(h, s.name)
 		if err != nil || addr == 0 {
 			missing = append(missing, s.name)

@@ -64,6 +64,7 @@ type TrainRun interface {
 // ResidentTrainer is implemented by Kernels that can hold a whole training
 // run in their own memory (the native libraries); the pure-Go kernels do
 // not implement it, and callers then drive training kernel by kernel.
+// NewTrainRun's error wraps ErrNoMemory when the group does not fit.
 type ResidentTrainer interface {
 	NewTrainRun(cfg TrainConfig) (TrainRun, error)
 }
@@ -85,7 +86,7 @@ func (k *nativeKernels) NewTrainRun(cfg TrainConfig) (TrainRun, error) {
 		return nil, err
 	}
 	if n, ok := sizeOf(cfg.Rows, cfg.E, max(cfg.Dim, cfg.Latent)); !ok || n > math.MaxInt32*64 {
-		return nil, fmt.Errorf("bindings: %s: %d rows of %d sub-vectors is too large", kn, cfg.Rows, cfg.E)
+		return nil, fmt.Errorf("bindings: %s: %d rows of %d sub-vectors is too large to hold at once (%w)", kn, cfg.Rows, cfg.E, ErrNoMemory)
 	}
 	skip := int64(0)
 	if cfg.Skip {

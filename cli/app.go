@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"strings"
 
@@ -49,8 +50,18 @@ func New() *cli.App {
 }
 
 // Main runs the application with os.Stdout and os.Stderr and returns the
-// process exit code.
-func Main(args []string) int { return Run(args, os.Stdout, os.Stderr) }
+// process exit code. SIGINT, SIGTERM and SIGHUP cancel the run: unfinished
+// outputs are removed and the process exits with 128 plus the signal
+// number. Messages of the packages below (log) go to stderr as
+// "pocketllm-native: ..." lines.
+func Main(args []string) int {
+	log.SetFlags(0)
+	log.SetPrefix("pocketllm-native: ")
+	log.SetOutput(os.Stderr)
+	stop := exitOnSignal(os.Stderr)
+	defer stop()
+	return Run(args, os.Stdout, os.Stderr)
+}
 
 // Run runs the application, printing any error as one line on stderr, and
 // returns the exit code: 0, or 1 after an error.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"pocketllm-native/internal/atomicfile"
 )
 
 var update = flag.Bool("update", false, "regenerate testvectors/data from the oracle")
@@ -24,29 +26,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// writeAll replaces every data file, each through a temporary file in the
-// same directory, so an interrupted update leaves whole files.
+// writeAll replaces every data file, each whole (package atomicfile), so an
+// interrupted update leaves whole files.
 func writeAll() error {
 	for _, f := range Generate() {
-		path := filepath.Join("data", f.Kernel+".json")
-		tmp, err := os.CreateTemp("data", f.Kernel+".*.tmp")
-		if err != nil {
+		if err := atomicfile.Write(filepath.Join("data", f.Kernel+".json"), Format(f), true); err != nil {
 			return err
-		}
-		werr := tmp.Chmod(0o644)
-		if werr == nil {
-			_, werr = tmp.Write(Format(f))
-		}
-		cerr := tmp.Close()
-		if werr == nil {
-			werr = cerr
-		}
-		if werr == nil {
-			werr = os.Rename(tmp.Name(), path)
-		}
-		if werr != nil {
-			os.Remove(tmp.Name())
-			return fmt.Errorf("%s: %v", path, werr)
 		}
 	}
 	return nil

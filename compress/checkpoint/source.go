@@ -14,6 +14,7 @@ import (
 	"pocketllm-native/compress/checkpoint/formatbase"
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/safetensors"
+	"pocketllm-native/internal/regularfile"
 )
 
 // Source formats.
@@ -93,6 +94,9 @@ func Open(path string) (*Source, error) {
 	if st.IsDir() {
 		return openFolder(path)
 	}
+	if !st.Mode().IsRegular() {
+		return nil, regularfile.NotRegular(path, st.Mode())
+	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".safetensors":
 		return openSafetensors(path)
@@ -118,7 +122,7 @@ func Open(path string) (*Source, error) {
 // pytorchHint replaces err with a clearer one for a PyTorch checkpoint
 // (a zip archive or a bare pickle), the usual content of a .bin file.
 func pytorchHint(path string, err error) error {
-	f, oerr := os.Open(path)
+	f, oerr := regularfile.Open(path)
 	if oerr != nil {
 		return err
 	}
@@ -178,9 +182,9 @@ func openFolder(dir string) (*Source, error) {
 	var s *Source
 	var err error
 	switch {
-	case isRegular(single):
+	case exists(single): // anything there but a regular file is refused by name
 		s, err = openSafetensors(single)
-	case isRegular(index):
+	case exists(index):
 		s, err = openSharded(dir, index)
 	default:
 		return nil, fmt.Errorf("%s: model folder has neither %s nor %s", dir, SingleFileName, IndexFileName)
@@ -205,9 +209,9 @@ func openFolder(dir string) (*Source, error) {
 	return s, nil
 }
 
-func isRegular(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular()
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // readSideFiles reads every side file of a model folder. Symbolic links are
@@ -247,7 +251,7 @@ func readSideFiles(dir string) ([]SideFile, error) {
 // grows after being checked; what says in errors which file it is (a side
 // file, the shard index).
 func readBounded(path, what string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +319,7 @@ func (s *Source) addShards(dir string, shards, names []string, weightMap map[str
 	where := map[string]string{} // tensor -> shard holding it
 	for i, sh := range shards {
 		p := filepath.Join(dir, sh)
-		if !isRegular(p) {
+		if !exists(p) { // a shard that is not a regular file is refused by safetensors.Open
 			return fmt.Errorf("%s: shard %s is listed in the index but missing", dir, sh)
 		}
 		f, err := safetensors.Open(p)

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -29,6 +28,7 @@ import (
 
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/tokenizer"
+	"pocketllm-native/internal/regularfile"
 )
 
 // DefaultWindow is the scoring window of the convention, in tokens.
@@ -94,7 +94,7 @@ func Lines(text string) []string {
 // file but no stage: evaluation and calibration both read text, and the
 // caller says which.
 func ReadLines(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"pocketllm-native/compress/checkpoint/formatbase"
+	"pocketllm-native/internal/regularfile"
 )
 
 // magicV1 opens the newer llama2.c exports (version 1 and 2): "ak42".
@@ -28,7 +29,7 @@ type File struct {
 // implies, so truncated or foreign files are refused here with a one-line
 // error naming the file.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}

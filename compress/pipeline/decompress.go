@@ -18,6 +18,7 @@ import (
 	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/safetensors"
 	"pocketllm-native/compress/vq"
+	"pocketllm-native/internal/atomicfile"
 )
 
 // Output formats of Decompress: a Hugging Face folder (model.safetensors and
@@ -68,6 +69,9 @@ func Decompress(o DecompressOptions) error {
 			format = FormatLlama2c
 		}
 	}
+	// A replaced folder that a killed run left aside is put back first,
+	// so that the check below sees what the user last had.
+	atomicfile.RemoveLeftovers(o.Out)
 	if err := refuseExisting(o.Out, o.Force); err != nil {
 		return err
 	}
@@ -180,20 +184,17 @@ func position(shape []int, e int) string {
 
 // writeFolder writes a Hugging Face style folder: model.safetensors plus the
 // stored side files (and config.json from the model config when the source
-// had none, as for llama2.c). It is built in a temporary folder beside Out
-// and renamed into place, so a failure leaves nothing behind.
+// had none, as for llama2.c). It is built in a hidden folder beside Out and
+// moved into place (atomicfile.Dir), so a failure or a signal leaves
+// nothing behind, and a run killed outright leaves what the next one
+// cleans up.
 func writeFolder(r *pllm.Reader, o DecompressOptions, dtype checkpoint.DType) error {
-	parent := filepath.Dir(filepath.Clean(o.Out))
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(o.Out)+".tmp-")
+	out, err := atomicfile.CreateDir(o.Out, o.Force)
 	if err != nil {
-		return fmt.Errorf("%s: cannot create the output folder: %v", o.Out, err)
+		return atomicfile.ForceHint(err, o.Out)
 	}
-	done := false
-	defer func() {
-		if !done {
-			os.RemoveAll(tmp)
-		}
-	}()
+	defer out.Abort()
+	tmp := out.Path()
 
 	// Header first: every tensor's name, dtype and shape, groups then raw tensors.
 	var infos []checkpoint.TensorInfo
@@ -276,35 +277,7 @@ func writeFolder(r *pllm.Reader, o DecompressOptions, dtype checkpoint.DType) er
 			return fmt.Errorf("%s: %v", o.Out, err)
 		}
 	}
-	if err := replaceDir(tmp, o.Out, o.Force); err != nil {
-		return err
-	}
-	done = true
-	return nil
-}
-
-// replaceDir moves the finished folder tmp to out. An existing out (allowed
-// only with force) is moved aside first and removed only once the new one is
-// in place.
-func replaceDir(tmp, out string, force bool) error {
-	if _, err := os.Lstat(out); err == nil {
-		if !force {
-			return fmt.Errorf("%s already exists; pass --force to replace it", out)
-		}
-		old := tmp + ".old"
-		if err := os.Rename(out, old); err != nil {
-			return fmt.Errorf("%s: cannot move the existing output aside: %v", out, err)
-		}
-		if err := os.Rename(tmp, out); err != nil {
-			os.Rename(old, out)
-			return fmt.Errorf("%s: %v", out, err)
-		}
-		return os.RemoveAll(old)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		return fmt.Errorf("%s: %v", out, err)
-	}
-	return nil
+	return atomicfile.ForceHint(out.Commit(), o.Out)
 }
 
 func isLlama2cTable(name string) bool {

@@ -22,6 +22,7 @@ import (
 	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/safetensors"
+	"pocketllm-native/internal/testfs"
 )
 
 // tinyMatrices writes a small safetensors file of Llama-named matrices (two
@@ -111,7 +112,7 @@ func TestDivergedTrainingWritesNothing(t *testing.T) {
 						t.Errorf("error %q lacks %q", err, want)
 					}
 				}
-				if names := dirNames(t, dir); !slices.Equal(names, []string{"tiny.safetensors"}) {
+				if names := testfs.Names(t, dir); !slices.Equal(names, []string{"tiny.safetensors"}) {
 					t.Errorf("left behind: %v", names)
 				}
 				os.WriteFile(out, []byte("keep me"), 0o644)
@@ -128,19 +129,6 @@ func TestDivergedTrainingWritesNothing(t *testing.T) {
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
-}
 
 // poison overwrites value i of array name in group 0 of the .pllm file at
 // path with v (in the array's encoding) and fixes the section's CRC: a file

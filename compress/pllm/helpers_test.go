@@ -210,20 +210,6 @@ func readAll(data []byte) error {
 	return r.Layout().Check()
 }
 
-// dirNames lists a directory, for checking nothing was left behind.
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func f32bytes(v ...float32) []byte {
 	var b []byte
 	for _, x := range v {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"pocketllm-native/compress/fp16"
+	"pocketllm-native/internal/testfs"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -455,7 +456,7 @@ func TestExistingOutputRefused(t *testing.T) {
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, orig) {
 		t.Fatal("existing file modified")
 	}
-	if names := dirNames(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
+	if names := testfs.Names(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
 		t.Fatalf("directory holds %v", names)
 	}
 	if _, err := Create(dir, true); err == nil {
@@ -480,11 +481,50 @@ func TestExistingOutputRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	if names := dirNames(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
+	if names := testfs.Names(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
 		t.Fatalf("directory holds %v", names)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
 		t.Errorf("mode %v, want 0644", fi.Mode().Perm())
+	}
+}
+
+// Two writers without force, both started before either finished: the
+// second to close is refused and the first one's file stays as it was (the
+// publish is a hard link, which never replaces, not a check then rename).
+func TestConcurrentWritersDoNotClobber(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.pllm")
+	a, err := Create(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Create(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteMeta(Meta{Tool: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteMeta(Meta{Tool: "second"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err == nil || !strings.Contains(err.Error(), "overwriting needs force") {
+		t.Fatalf("second writer: %v, want a refusal", err)
+	}
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Meta().Tool != "first" {
+		t.Errorf("file written by %q, want the first writer's", r.Meta().Tool)
+	}
+	if names := testfs.Names(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
+		t.Errorf("directory holds %v", names)
 	}
 }
 
@@ -502,12 +542,14 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if err := w.WriteRaw(s.raws[0], s.data[0]); err != nil {
 		t.Fatal(err)
 	}
-	if len(dirNames(t, dir)) != 1 {
-		t.Fatal("no temporary file while writing")
+	// While writing, the file has no name (Linux O_TMPFILE) or one hidden
+	// temporary name beside the output.
+	if names := testfs.Names(t, dir); len(names) > 1 || (len(names) == 1 && !strings.HasPrefix(names[0], ".a.pllm.")) {
+		t.Fatalf("while writing the folder holds %v", names)
 	}
 	w.Abort()
 	w.Abort()
-	if names := dirNames(t, dir); len(names) != 0 {
+	if names := testfs.Names(t, dir); len(names) != 0 {
 		t.Fatalf("Abort left %v", names)
 	}
 	if err := w.WriteMeta(Meta{}); err == nil {
@@ -516,7 +558,7 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if err := w.Close(); err == nil {
 		t.Error("Close after Abort: no error")
 	}
-	if names := dirNames(t, dir); len(names) != 0 {
+	if names := testfs.Names(t, dir); len(names) != 0 {
 		t.Fatalf("left %v", names)
 	}
 }
@@ -617,13 +659,13 @@ func TestWriterErrorsLeaveNothing(t *testing.T) {
 			if !strings.Contains(err.Error(), path) {
 				t.Errorf("error %q does not name the file", err)
 			}
-			if names := dirNames(t, dir); len(names) != 0 {
+			if names := testfs.Names(t, dir); len(names) != 0 {
 				t.Fatalf("left %v behind", names)
 			}
 			if w.WriteMeta(Meta{}) == nil || w.Close() == nil {
 				t.Fatal("writer usable after an error")
 			}
-			if names := dirNames(t, dir); len(names) != 0 {
+			if names := testfs.Names(t, dir); len(names) != 0 {
 				t.Fatalf("left %v behind", names)
 			}
 		})

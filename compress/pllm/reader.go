@@ -9,9 +9,9 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
-	"os"
 
 	"pocketllm-native/compress/fp16"
+	"pocketllm-native/internal/regularfile"
 )
 
 // Reader gives access to a validated .pllm file. Open has checked the whole
@@ -55,7 +55,7 @@ func (s *section) bodyOff() int64 { return s.off + SectionHeaderSize + s.nameLen
 
 // Open opens and fully validates the .pllm file at path.
 func Open(path string) (*Reader, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("pllm: %v", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"pocketllm-native/internal/testfs"
 )
 
 // writeVerified writes a one-group file to path and closes it with verify.
@@ -48,7 +50,7 @@ func TestCloseVerifiedRefusesWithoutTrace(t *testing.T) {
 	if !slices.Equal(seen, []string{"g"}) {
 		t.Errorf("the check saw groups %v, want [g]", seen)
 	}
-	if names := dirNames(t, dir); len(names) != 0 {
+	if names := testfs.Names(t, dir); len(names) != 0 {
 		t.Fatalf("left behind: %v", names)
 	}
 
@@ -59,7 +61,7 @@ func TestCloseVerifiedRefusesWithoutTrace(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "keep me" {
 		t.Fatalf("a refused file replaced the existing one: %q", b)
 	}
-	if names := dirNames(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
+	if names := testfs.Names(t, dir); !slices.Equal(names, []string{"out.pllm"}) {
 		t.Fatalf("left behind: %v", names)
 	}
 

@@ -10,11 +10,12 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 
 	"pocketllm-native/compress/fp16"
+	"pocketllm-native/internal/atomicfile"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -26,8 +27,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // every later call returns that error.
 type Writer struct {
 	path  string
-	force bool
-	tmp   *os.File
+	tmp   *atomicfile.File
 	bw    *bufio.Writer
 	off   int64
 	index []indexEntry
@@ -48,30 +48,23 @@ type indexEntry struct {
 
 var errClosed = errors.New("pllm: writer already closed or aborted")
 
-// Create starts writing a .pllm file at path. The data goes to a temporary
-// file in the same directory, renamed over path by Close. An existing path is
-// refused unless force is set; a directory is always refused.
+// Create starts writing a .pllm file at path. The data goes to an unnamed
+// or hidden temporary file (package atomicfile) that Close moves to path.
+// An existing path is refused unless force is set, also when another writer
+// creates it while this one writes; a directory is always refused.
 func Create(path string, force bool) (*Writer, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.IsDir() {
-			return nil, fmt.Errorf("pllm: create %s: is a directory", path)
-		}
-		if !force {
-			return nil, fmt.Errorf("pllm: create %s: file exists (overwriting needs force)", path)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("pllm: create %s: %v", path, err)
+	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("pllm: create %s: is a directory", path)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
+	tmp, err := atomicfile.Create(path, force)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("pllm: create %s: file exists (overwriting needs force)", path)
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("pllm: create %s: %v", path, err)
 	}
 	w := &Writer{
-		path: path, force: force, tmp: tmp,
+		path: path, tmp: tmp,
 		bw:      bufio.NewWriterSize(tmp, 1<<20),
 		groups:  map[string]bool{},
 		tensors: map[string]bool{},
@@ -101,9 +94,7 @@ func (w *Writer) fail(err error) error {
 
 func (w *Writer) cleanup() {
 	if w.tmp != nil {
-		name := w.tmp.Name()
-		w.tmp.Close()
-		os.Remove(name)
+		w.tmp.Abort()
 		w.tmp = nil
 	}
 }
@@ -534,40 +525,15 @@ func (w *Writer) finish(verify func(*Reader) error) error {
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
-	if err := w.tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := w.tmp.Sync(); err != nil {
-		return err
-	}
 	if err := w.readBack(verify); err != nil {
 		return err
 	}
-	name := w.tmp.Name()
-	err = w.tmp.Close()
+	err = w.tmp.Commit()
 	w.tmp = nil
-	if err != nil {
-		os.Remove(name)
-		return err
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("file appeared while writing (overwriting needs force)")
 	}
-	if !w.force {
-		// Someone may have created the output since Create checked.
-		if _, err := os.Lstat(w.path); err == nil {
-			os.Remove(name)
-			return fmt.Errorf("file appeared while writing (overwriting needs force)")
-		}
-	}
-	if err := os.Rename(name, w.path); err != nil {
-		os.Remove(name)
-		return err
-	}
-	// The rename is durable only once the directory is synced; a failure here
-	// cannot be undone (the file is in place and complete), so it is ignored.
-	if d, err := os.Open(filepath.Dir(w.path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return err
 }
 
 // Abort stops writing and removes the temporary file. It is safe to call at

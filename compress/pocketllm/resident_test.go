@@ -1,6 +1,9 @@
 package pocketllm
 
 import (
+	"errors"
+	"fmt"
+	"log"
 	"math"
 	"os"
 	"slices"
@@ -165,5 +168,49 @@ func BenchmarkResidentEpoch(b *testing.B) {
 			}
 			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/epoch")
 		})
+	}
+}
+
+// refusingTrainer is the pure-Go kernels with a resident trainer that
+// always fails with err, as a GPU without room for the group would.
+type refusingTrainer struct {
+	bindings.Kernels
+	err error
+}
+
+func (r refusingTrainer) NewTrainRun(bindings.TrainConfig) (bindings.TrainRun, error) {
+	return nil, r.err
+}
+
+// A resident run that cannot be created is never dropped silently: out of
+// memory falls back to the call-by-call loop (same bytes as the plain Go
+// kernels) with a logged line, and any other failure is the error.
+func TestResidentCreationFailure(t *testing.T) {
+	mats := []matrix.Matrix{lowRank("m", 24, 16, 5)}
+	st := quick(4, 16)
+	st.Epochs = 2
+	want, err := Compress(bindings.Go(), mats, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	log.SetOutput(&logged)
+	t.Cleanup(func() { log.SetOutput(os.Stderr) })
+
+	oom := refusingTrainer{bindings.Go(), fmt.Errorf("bindings: cuda train create: cannot allocate 1 bytes on the GPU (%w)", bindings.ErrNoMemory)}
+	got, err := Compress(oom, mats, st, nil)
+	if err != nil {
+		t.Fatalf("out of memory must fall back, got %v", err)
+	}
+	if !slices.Equal(got.Indices, want.Indices) || !slices.Equal(got.Codebook, want.Codebook) {
+		t.Error("the fallback's result differs from the call-by-call loop's")
+	}
+	if !strings.Contains(logged.String(), "cannot allocate") || !strings.Contains(logged.String(), "call by call") {
+		t.Errorf("fallback not logged; log: %q", logged.String())
+	}
+
+	broken := refusingTrainer{bindings.Go(), errors.New("bindings: cuda train create: device lost (PLLM_ERR_DEVICE)")}
+	if _, err := Compress(broken, mats, st, nil); err == nil || !strings.Contains(err.Error(), "device lost") {
+		t.Errorf("a failure other than memory must be the error, got %v", err)
 	}
 }

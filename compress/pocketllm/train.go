@@ -7,8 +7,10 @@
 package pocketllm
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"log"
 	"math"
 	"math/rand/v2"
 	"time"
@@ -301,12 +303,18 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 	}
 	if rt, ok := t.resident(); ok {
 		run, err := rt.NewTrainRun(t.trainConfig())
-		if err == nil {
+		switch {
+		case err == nil:
 			defer run.Close()
 			return t.runResident(run, rng, p, progress)
+		case errors.Is(err, bindings.ErrNoMemory):
+			// A backend that cannot hold this group in its memory still
+			// runs it call by call, with the same result; say so, since
+			// it is slower.
+			log.Printf("%v; training this group call by call instead", err)
+		default:
+			return err
 		}
-		// A backend that cannot hold this group (too large for its
-		// memory, say) still runs it call by call, with the same result.
 	}
 	loop := t.newPerCallLoop(p)
 	order := make([]int32, t.rows)

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"pocketllm-native/compress/checkpoint/formatbase"
+	"pocketllm-native/internal/regularfile"
 )
 
 // File is an open safetensors file whose header has been validated. Tensor
@@ -23,7 +24,7 @@ type File struct {
 // the rules. A file whose tensors do not exactly fill it, such as a
 // truncated one, is refused here rather than at the first read.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -4,12 +4,13 @@ import (
 	"container/heap"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"pocketllm-native/internal/regularfile"
 )
 
 // HF is a Hugging Face tokenizer.json with a SentencePiece-style BPE model,
@@ -533,9 +534,9 @@ func (t *HF) SetSpecial(bos, eos string) error {
 // tokenizer_config.json beside the tokenizer.json, when there is one.
 func (t *HF) applyTokenizerConfig() error {
 	cfgPath := filepath.Join(filepath.Dir(t.path), "tokenizer_config.json")
-	data, err := os.ReadFile(cfgPath)
+	data, err := regularfile.ReadFile(cfgPath)
 	if err != nil {
-		return nil // optional file
+		return nil // optional file (and never a FIFO to wait on)
 	}
 	var cfg map[string]json.RawMessage
 	if json.Unmarshal(data, &cfg) != nil {

@@ -26,6 +26,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"pocketllm-native/internal/regularfile"
 )
 
 // Tokenizer is the interface the evaluation code uses.
@@ -80,7 +82,7 @@ func Load(path string) (Tokenizer, error) {
 	if strings.EqualFold(filepath.Ext(path), ".model") {
 		return nil, fmt.Errorf("tokenizer: %s: SentencePiece .model files are not supported; provide tokenizer.json or a llama2.c tokenizer.bin", path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}

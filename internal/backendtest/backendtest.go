@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/internal/nativetest"
 )
 
 // EnvRequire names the backends that must open.
@@ -137,6 +138,9 @@ func Each(t *testing.T, fn func(t *testing.T, k bindings.Kernels)) {
 // Main runs the tests and then closes every backend opened: call it from
 // TestMain.
 func Main(m *testing.M) {
+	// The library search never looks at the working directory; point it at
+	// this checkout's build unless the caller (make) already has.
+	nativetest.UseCheckoutBuild()
 	code := m.Run()
 	mu.Lock()
 	for _, o := range open {
