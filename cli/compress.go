@@ -36,7 +36,7 @@ func compressCommand() *cli.Command {
 			&cli.StringFlag{Name: "dims", Value: plan.FormatDims(plan.DefaultDims), Usage: "sub-vector lengths --bits may choose from"},
 			&cli.IntFlag{Name: "dim", Usage: "sub-vector length d (with --codebook, instead of --bits)"},
 			&cli.IntFlag{Name: "codebook", Usage: "codebook size K (with --dim, instead of --bits)"},
-			&cli.StringFlag{Name: "share", Value: pipeline.ShareAuto, Usage: "auto: none where every matrix reaches the target alone, else width; none: one meta network per matrix; kind: one per tensor kind and row width across layers; width: one per row width"},
+			&cli.StringFlag{Name: "share", Value: pipeline.ShareAuto, Usage: "auto: none where every matrix spends at least 95% of its bytes on indices, else width; none: one meta network per matrix; kind: one per tensor kind and row width across layers; width: one per row width"},
 			&cli.StringFlag{Name: "include", Value: plan.DefaultInclude, Usage: "regular expression: tensors to compress"},
 			&cli.StringFlag{Name: "exclude", Usage: "regular expression: tensors to keep as they are even if included"},
 			&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs per group"},

@@ -320,16 +320,39 @@ func planAll(chosen []plan.Matrix, o *CompressOptions) ([]plannedGroup, error) {
 	}
 	o.Share = plan.ShareNone
 	planned, err := try(o.Share)
-	if errors.Is(err, plan.ErrUnreachable) {
+	if errors.Is(err, plan.ErrUnreachable) || err == nil && !indicesDominate(planned) {
 		o.Share = plan.ShareWidth
 		return try(o.Share)
 	}
 	return planned, err
 }
 
-// ShareAuto shares a meta network across layers only where the matrices
-// are too small to carry their own at the target.
-const ShareAuto = "auto"
+// ShareAuto shares a meta network (or codebook) across layers only where
+// the matrices are too small to carry their own: where, at the target,
+// what a group stores besides its indices would take more than
+// autoOverhead of its bytes in some matrix, the bits are better spent on
+// indices of one shared network. On a 7B model a matrix's codebook and
+// decoder are well under 1% of it; on stories260K they are most of it.
+const (
+	ShareAuto    = "auto"
+	autoOverhead = 0.05
+)
+
+// indicesDominate says whether every planned group spends at least
+// 1-autoOverhead of its bytes on indices.
+func indicesDominate(planned []plannedGroup) bool {
+	for _, g := range planned {
+		if g.method == MethodRTN {
+			continue
+		}
+		idxBits := float64(subVectorCount(g.Group, g.set.Dim)) * float64(pllm.BitsFor(uint64(g.set.K)))
+		total := g.bpw * float64(g.Weights())
+		if idxBits < (1-autoOverhead)*total {
+			return false
+		}
+	}
+	return true
+}
 
 func compileRegexp(flag, expr string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(expr)
