@@ -23,7 +23,7 @@ func compressOneTensor(t *testing.T, dir string, extra ...string) (int, string, 
 	}
 	out := filepath.Join(dir, "m.pllm")
 	args := append([]string{"compress", "--in", model, "--out", out, "--include", `layers\.0\.self_attn\.k_proj`,
-		"--dim", "4", "--codebook", "16", "--epochs", "2", "--backend", "go", "--quiet"}, extra...)
+		"--dim", "4", "--codebook", "16", "--share", "none", "--epochs", "2", "--backend", "go", "--quiet"}, extra...)
 	code, _, stderr := run(args...)
 	return code, stderr, out
 }
