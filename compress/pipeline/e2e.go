@@ -39,22 +39,18 @@ func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained,
 		if g == nil {
 			continue // rtn: nothing continuous to tune; its weights stay in params as the original's
 		}
-		var slots []*[]float32
 		for _, mat := range t.mats {
-			p := params.Tensor(mat.Name)
-			if p == nil {
+			if params.Tensor(mat.Name) == nil {
 				return nil, fmt.Errorf("tensor %s is not part of the Llama model", mat.Name)
 			}
-			slots = append(slots, p)
 		}
 		tg = append(tg, g)
-		obj.slots = append(obj.slots, slots)
+		obj.names = append(obj.names, names(t))
 	}
 	// The norms are kept in full precision anyway: tuning them is free.
 	var normNames []string
 	var norms [][]float32
 	var dtypes []string
-	var normSlots []*[]float32
 	for _, info := range src.Tensors {
 		if !isNorm(info.Name) {
 			continue
@@ -69,11 +65,10 @@ func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained,
 		normNames = append(normNames, info.Name)
 		norms = append(norms, append([]float32(nil), *p...))
 		dtypes = append(dtypes, string(info.DType))
-		normSlots = append(normSlots, p)
 	}
 	if len(norms) > 0 {
 		tg = append(tg, finetune.Dense(norms, func(i int, v []float32) { roundToDType(dtypes[i], v) }))
-		obj.slots = append(obj.slots, normSlots)
+		obj.names = append(obj.names, normNames)
 	}
 	if err := obj.prepare(o.Method.Seed, llama.ParamsOf[float32](m)); err != nil {
 		return nil, err
@@ -142,7 +137,7 @@ func encodeDType(dtype string, v []float32) ([]byte, error) {
 type klObjective struct {
 	seq     *llama.Seq[float32]
 	params  *llama.Params[float32] // the original's, with tuned tensors swapped in
-	slots   [][]*[]float32         // per tuned group, where its members go in params
+	names   [][]string             // per tuned group, its members' tensor names
 	windows [][]int
 	batch   int
 	order   []int       // the sequences in training order
@@ -172,9 +167,9 @@ func (k *klObjective) prepare(seed uint64, original *llama.Params[float32]) erro
 
 // install points params at the groups' current reconstructions.
 func (k *klObjective) install(w [][][]float32) {
-	for g, slots := range k.slots {
-		for m, p := range slots {
-			*p = w[g][m]
+	for g, names := range k.names {
+		for m, n := range names {
+			*k.params.Tensor(n) = w[g][m]
 		}
 	}
 }
@@ -216,10 +211,9 @@ func (k *klObjective) divergence(seqs []int, dW [][][]float32) (float64, error) 
 	}
 	if grad != nil {
 		inv := 1 / float32(tokens)
-		for g, slots := range k.slots {
-			for m := range slots {
-				src := *k.slotOf(grad, g, m)
-				for j, v := range src {
+		for g, names := range k.names {
+			for m, n := range names {
+				for j, v := range *grad.Tensor(n) {
 					dW[g][m][j] = v * inv
 				}
 			}
@@ -232,37 +226,17 @@ func (k *klObjective) divergence(seqs []int, dW [][][]float32) (float64, error) 
 // (embeddings, head, kept layers) cost no products.
 func (k *klObjective) gradient() *llama.Params[float32] {
 	g := &llama.Params[float32]{Layers: make([]llama.LayerParams[float32], len(k.params.Layers))}
-	for gi, slots := range k.slots {
-		for m := range slots {
-			*k.slotOf(g, gi, m) = make([]float32, len(*slots[m]))
+	for _, names := range k.names {
+		for _, n := range names {
+			v := make([]float32, len(*k.params.Tensor(n)))
+			if n == llama.LMHeadName {
+				g.LMHead = v // an untied head: Tensor finds it only once it is there
+				continue
+			}
+			*g.Tensor(n) = v
 		}
 	}
 	return g
-}
-
-// slotOf is where member m of group g sits in another Params (a gradient).
-func (k *klObjective) slotOf(p *llama.Params[float32], g, m int) *[]float32 {
-	// The slots were found by name in k.params; find the same field in p.
-	target := k.slots[g][m]
-	if target == &k.params.Embed {
-		return &p.Embed
-	}
-	if target == &k.params.Norm {
-		return &p.Norm
-	}
-	if target == &k.params.LMHead {
-		return &p.LMHead
-	}
-	for l := range k.params.Layers {
-		a, b := &k.params.Layers[l], &p.Layers[l]
-		for _, pair := range [][2]*[]float32{{&a.AttnNorm, &b.AttnNorm}, {&a.Q, &b.Q}, {&a.K, &b.K}, {&a.V, &b.V}, {&a.O, &b.O},
-			{&a.MLPNorm, &b.MLPNorm}, {&a.Gate, &b.Gate}, {&a.Up, &b.Up}, {&a.Down, &b.Down}} {
-			if pair[0] == target {
-				return pair[1]
-			}
-		}
-	}
-	panic("pipeline: tuned tensor not found in the gradient")
 }
 
 // Loss is the divergence on the step's batch, with its gradient.
