@@ -119,22 +119,11 @@ func Tune(k bindings.Kernels, groups []Group, obj Objective, opt Options) (Outco
 				return out, err
 			}
 		}
-		if step == opt.Steps {
-			if !validates {
-				// The last update's result is measured like every other.
-				for i := range dW {
-					for _, d := range dW[i] {
-						clear(d)
-					}
-				}
-				loss, err := obj.Loss(step, w, dW)
-				if err != nil {
-					return out, err
-				}
-				keep(loss, step)
-			}
+		if step == opt.Steps && validates {
 			break
 		}
+		// Without a validator the loss of the parameters before each update
+		// (and of the last update's result) picks the best.
 		for i := range dW {
 			for _, d := range dW[i] {
 				clear(d)
@@ -149,6 +138,9 @@ func Tune(k bindings.Kernels, groups []Group, obj Objective, opt Options) (Outco
 		}
 		if !validates {
 			keep(loss, step)
+		}
+		if step == opt.Steps {
+			break
 		}
 		if opt.Progress != nil {
 			opt.Progress(Progress{Step: step + 1, Steps: opt.Steps, Loss: loss, Best: out.Best, Elapsed: time.Since(start)})
