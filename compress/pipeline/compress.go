@@ -270,7 +270,7 @@ func Compress(o CompressOptions) (*Report, error) {
 			return nil, err
 		}
 		if v, ok := tunedKept[t.Name]; ok {
-			if raw, err = encodeDType(string(t.DType), v); err != nil {
+			if raw, err = checkpoint.EncodeFloat32(t.DType, v); err != nil {
 				return nil, fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
 			}
 		}

@@ -1,15 +1,12 @@
 package pipeline
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"strings"
 
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/finetune"
-	"pocketllm-native/compress/fp16"
 	"pocketllm-native/compress/llama"
 )
 
@@ -50,21 +47,21 @@ func (o CompressOptions) tuneEndToEnd(src *checkpoint.Source, groups []*trained,
 	// The norms are kept in full precision anyway: tuning them is free.
 	var normNames []string
 	var norms [][]float32
-	var dtypes []string
+	var dtypes []checkpoint.DType
 	for _, info := range src.Tensors {
 		if !isNorm(info.Name) {
 			continue
 		}
 		p := params.Tensor(info.Name)
-		if p == nil {
-			continue
+		if _, err := checkpoint.EncodeFloat32(info.DType, nil); p == nil || err != nil {
+			continue // not the model's, or not a dtype it can be written back in
 		}
 		if v, ok := start[info.Name]; ok {
 			*p = v
 		}
 		normNames = append(normNames, info.Name)
 		norms = append(norms, append([]float32(nil), *p...))
-		dtypes = append(dtypes, string(info.DType))
+		dtypes = append(dtypes, info.DType)
 	}
 	if len(norms) > 0 {
 		tg = append(tg, finetune.Dense(norms, func(i int, v []float32) { roundToDType(dtypes[i], v) }))
@@ -98,37 +95,12 @@ func isNorm(name string) bool {
 	return name == llama.NormName || strings.HasSuffix(name, "layernorm.weight")
 }
 
-// roundToDType rounds values to what a tensor of that dtype holds.
-func roundToDType(dtype string, v []float32) {
-	for i, x := range v {
-		switch dtype {
-		case "F16":
-			v[i] = fp16.ToFloat32(fp16.FromFloat32(x))
-		case "BF16":
-			v[i] = fp16.BF16ToFloat32(fp16.BF16FromFloat32(x))
-		}
-	}
-}
-
-// encodeDType lays values out as a tensor of that dtype (F32, F16, BF16).
-func encodeDType(dtype string, v []float32) ([]byte, error) {
-	switch dtype {
-	case "F32":
-		b := make([]byte, 4*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-		}
-		return b, nil
-	case "F16":
-		b := make([]byte, 2*len(v))
-		fp16.EncodeF16(b, v)
-		return b, nil
-	case "BF16":
-		b := make([]byte, 2*len(v))
-		fp16.EncodeBF16(b, v)
-		return b, nil
-	}
-	return nil, fmt.Errorf("cannot store a tuned tensor as %s", dtype)
+// roundToDType rounds values to what a tensor of that dtype (one
+// EncodeFloat32 accepts) holds.
+func roundToDType(dtype checkpoint.DType, v []float32) {
+	raw, _ := checkpoint.EncodeFloat32(dtype, v)
+	back, _ := checkpoint.DecodeFloat32(dtype, raw)
+	copy(v, back)
 }
 
 // klObjective is the mean KL divergence from the original model's

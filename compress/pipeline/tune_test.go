@@ -3,10 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,73 +13,20 @@ import (
 	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
-	"pocketllm-native/compress/safetensors"
+	"pocketllm-native/internal/demomodel"
 )
 
-// tinyModel writes a small random Llama folder with a byte-level llama2.c
-// tokenizer (tokenizer.bin) beside it, so calibration samples text from it.
+// tinyModel writes a small built-in Llama folder with a byte-level
+// llama2.c tokenizer (tokenizer.bin) beside it, so calibration samples text
+// from it.
 func tinyModel(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := checkpoint.LlamaConfig{
 		HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 2,
-		VocabSize: 260, MaxPositionEmbeddings: 32, RMSNormEps: 1e-5, RopeTheta: 10000,
+		VocabSize: 260, MaxPositionEmbeddings: 32, RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: true,
 	}
-	rng := rand.New(rand.NewPCG(11, 12))
-	var infos []checkpoint.TensorInfo
-	data := map[string][]float32{}
-	add := func(name string, shape []int, f func() float32) {
-		n := 1
-		for _, s := range shape {
-			n *= s
-		}
-		d := make([]float32, n)
-		for i := range d {
-			d[i] = f()
-		}
-		infos = append(infos, checkpoint.TensorInfo{Name: name, DType: "F32", Shape: shape})
-		data[name] = d
-	}
-	h, kv := cfg.HiddenSize, cfg.HiddenSize/cfg.NumAttentionHeads*cfg.NumKeyValueHeads
-	w := func(in int) func() float32 {
-		return func() float32 { return float32(rng.NormFloat64() / math.Sqrt(float64(in))) }
-	}
-	norm := func() float32 { return float32(1 + 0.1*rng.NormFloat64()) }
-	add(llama.EmbedName, []int{cfg.VocabSize, h}, func() float32 { return float32(rng.NormFloat64()) })
-	for l := 0; l < cfg.NumHiddenLayers; l++ {
-		p := fmt.Sprintf("model.layers.%d.", l)
-		add(p+"input_layernorm.weight", []int{h}, norm)
-		add(p+"self_attn.q_proj.weight", []int{h, h}, w(h))
-		add(p+"self_attn.k_proj.weight", []int{kv, h}, w(h))
-		add(p+"self_attn.v_proj.weight", []int{kv, h}, w(h))
-		add(p+"self_attn.o_proj.weight", []int{h, h}, w(h))
-		add(p+"post_attention_layernorm.weight", []int{h}, norm)
-		add(p+"mlp.gate_proj.weight", []int{cfg.IntermediateSize, h}, w(h))
-		add(p+"mlp.up_proj.weight", []int{cfg.IntermediateSize, h}, w(h))
-		add(p+"mlp.down_proj.weight", []int{h, cfg.IntermediateSize}, w(cfg.IntermediateSize))
-	}
-	add(llama.NormName, []int{h}, norm)
-	add(llama.LMHeadName, []int{cfg.VocabSize, h}, w(h))
-	sw, err := safetensors.CreateWith(filepath.Join(dir, "model.safetensors"), infos, nil, checkpoint.WriteOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, info := range infos {
-		if err := sw.WriteFloat32(info.Name, data[info.Name]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := sw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	conf, _ := json.Marshal(map[string]any{
-		"model_type": "llama", "hidden_size": cfg.HiddenSize, "intermediate_size": cfg.IntermediateSize,
-		"num_hidden_layers": cfg.NumHiddenLayers, "num_attention_heads": cfg.NumAttentionHeads,
-		"num_key_value_heads": cfg.NumKeyValueHeads, "vocab_size": cfg.VocabSize,
-		"max_position_embeddings": cfg.MaxPositionEmbeddings, "rms_norm_eps": cfg.RMSNormEps,
-		"rope_theta": cfg.RopeTheta, "tie_word_embeddings": false,
-	})
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), conf, 0o644); err != nil {
+	if err := demomodel.Write(dir, cfg, 11); err != nil {
 		t.Fatal(err)
 	}
 	// <unk>, <s>, </s>, the 256 byte tokens and "a": 260 pieces.
