@@ -1,11 +1,9 @@
 package finetune
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"runtime"
-	"slices"
 	"sync"
 
 	"gonum.org/v1/gonum/mat"
@@ -246,20 +244,19 @@ func SearchIndices(k bindings.Kernels, g Group, obj *OutputError, candidates, pa
 }
 
 // nearestCodewords lists, for each codeword, the t others nearest to it
-// ([K*t], nearest first, ties to the lower index).
+// ([K*t], nearest first, ties to the lower index). Each keeps a sorted list
+// of its t best while scanning, so the cost is K²·(Latent+t), not a sort of
+// K per codeword.
 func nearestCodewords(cb []float32, kk, lat, t int) []int32 {
-	out := make([]int32, kk*t)
 	if t <= 0 {
 		return nil
 	}
-	type scored struct {
-		d float32
-		j int32
-	}
+	out := make([]int32, kk*t)
 	parallelRange(kk, func(lo, hi int) {
-		buf := make([]scored, 0, kk)
+		dist := make([]float32, t)
 		for i := lo; i < hi; i++ {
-			buf = buf[:0]
+			idx := out[i*t : (i+1)*t]
+			n := 0
 			ci := cb[i*lat : (i+1)*lat]
 			for j := 0; j < kk; j++ {
 				if j == i {
@@ -270,11 +267,20 @@ func nearestCodewords(cb []float32, kk, lat, t int) []int32 {
 					y := x - cb[j*lat+q]
 					d += y * y
 				}
-				buf = append(buf, scored{d, int32(j)})
-			}
-			slices.SortStableFunc(buf, func(a, b scored) int { return cmp.Compare(a.d, b.d) })
-			for c := 0; c < t; c++ {
-				out[i*t+c] = buf[c].j
+				if n == t && d >= dist[t-1] {
+					continue
+				}
+				// Insert j after every kept entry at most as near (ties keep the lower index first).
+				at := min(n, t-1)
+				for at > 0 && dist[at-1] > d {
+					at--
+				}
+				if n < t {
+					n++
+				}
+				copy(dist[at+1:n], dist[at:n-1])
+				copy(idx[at+1:n], idx[at:n-1])
+				dist[at], idx[at] = d, int32(j)
 			}
 		}
 	})
