@@ -91,7 +91,7 @@ func runEval(c *cli.Context) error {
 		return printJSON(c.App.Writer, res)
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "text %s: %d sequences, %d scored tokens\n", res.Text, cmp.Sequences, cmp.Tokens)
+	fmt.Fprintf(w, "text %s: %d sequences, %d scored tokens, %d unknown (<unk>)\n", res.Text, cmp.Sequences, cmp.Tokens, cmp.UnknownTokens)
 	fmt.Fprintf(w, "original:   NLL %.4f nats/token, perplexity %.4f\n", cmp.NLLOriginal, cmp.PPLOriginal)
 	fmt.Fprintf(w, "compressed: NLL %.4f nats/token, perplexity %.4f\n", cmp.NLLCompressed, cmp.PPLCompressed)
 	fmt.Fprintf(w, "KL(original || compressed): mean %.4f, max %.4f nats/token; top-1 agreement %.2f%%\n", cmp.KLMean, cmp.KLMax, 100*cmp.Top1Agreement)

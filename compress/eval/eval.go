@@ -53,6 +53,10 @@ type Result struct {
 	Windows   int     `json:"windows"`   // model runs from position 0
 	NLL       float64 `json:"nll"`       // mean negative log-likelihood, nats per token
 	PPL       float64 `json:"ppl"`       // exp(NLL)
+	// UnknownTokens is how many scored tokens are the tokenizer's <unk>:
+	// text a vocabulary without byte fallback could not represent. Each
+	// is scored like any token, so a high count flatters the perplexity.
+	UnknownTokens int `json:"unknown_tokens"`
 }
 
 // Comparison is an original and a compressed model scored on the same
@@ -61,6 +65,7 @@ type Comparison struct {
 	Tokens        int     `json:"tokens"`
 	Sequences     int     `json:"sequences"`
 	Windows       int     `json:"windows"`
+	UnknownTokens int     `json:"unknown_tokens"` // as in Result
 	NLLOriginal   float64 `json:"nll_original"`
 	PPLOriginal   float64 `json:"ppl_original"`
 	NLLCompressed float64 `json:"nll_compressed"`
@@ -147,24 +152,34 @@ func argmax(v []float32) int {
 	return best
 }
 
+// encoded is the text as token sequences, with the counts reported.
+type encoded struct {
+	seqs    [][]int
+	scored  int // tokens after BOS
+	unknown int // of those, the tokenizer's <unk>
+}
+
 // encodeAll tokenizes every line with BOS and checks the ids fit the model.
-func encodeAll(tok tokenizer.Tokenizer, lines []string, vocab int) ([][]int, int, error) {
+func encodeAll(tok tokenizer.Tokenizer, lines []string, vocab int) (encoded, error) {
 	if tok.BOS() < 0 {
-		return nil, 0, errors.New("eval: the tokenizer has no BOS token, which the scoring convention prepends")
+		return encoded{}, errors.New("eval: the tokenizer has no BOS token, which the scoring convention prepends")
 	}
-	seqs := make([][]int, len(lines))
-	total := 0
+	e := encoded{seqs: make([][]int, len(lines))}
+	unk := tok.Unknown()
 	for i, l := range lines {
 		ids := tok.Encode(l, true)
-		for _, id := range ids {
+		for j, id := range ids {
 			if id >= vocab {
-				return nil, 0, fmt.Errorf("eval: line %d encodes to token %d, outside the model's vocabulary of %d", i+1, id, vocab)
+				return encoded{}, fmt.Errorf("eval: line %d encodes to token %d, outside the model's vocabulary of %d", i+1, id, vocab)
+			}
+			if j > 0 && id == unk {
+				e.unknown++
 			}
 		}
-		seqs[i] = ids
-		total += max(len(ids)-1, 0)
+		e.seqs[i] = ids
+		e.scored += max(len(ids)-1, 0)
 	}
-	return seqs, total, nil
+	return e, nil
 }
 
 func windowFor(opt Options, models ...*llama.Model) (int, error) {
@@ -191,22 +206,24 @@ type seqStats struct {
 
 // run scores every sequence with one model (b nil) or two, in parallel
 // over sequences.
-func run(a, b *llama.Model, tok tokenizer.Tokenizer, lines []string, opt Options) ([]seqStats, error) {
+// It also returns how many scored tokens are <unk>.
+func run(a, b *llama.Model, tok tokenizer.Tokenizer, lines []string, opt Options) ([]seqStats, int, error) {
 	models := []*llama.Model{a}
 	if b != nil {
 		models = append(models, b)
 		if a.VocabSize() != b.VocabSize() {
-			return nil, fmt.Errorf("eval: vocabulary sizes differ: original %d, compressed %d", a.VocabSize(), b.VocabSize())
+			return nil, 0, fmt.Errorf("eval: vocabulary sizes differ: original %d, compressed %d", a.VocabSize(), b.VocabSize())
 		}
 	}
 	w, err := windowFor(opt, models...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	seqs, total, err := encodeAll(tok, lines, a.VocabSize())
+	enc, err := encodeAll(tok, lines, a.VocabSize())
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	seqs, total := enc.seqs, enc.scored
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -254,10 +271,10 @@ func run(a, b *llama.Model, tok tokenizer.Tokenizer, lines []string, opt Options
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return stats, nil
+	return stats, enc.unknown, nil
 }
 
 type scorer struct {
@@ -331,11 +348,11 @@ func (sc *scorer) sequence(ids []int) (seqStats, error) {
 
 // Perplexity scores one model on lines under the convention.
 func Perplexity(m *llama.Model, tok tokenizer.Tokenizer, lines []string, opt Options) (Result, error) {
-	stats, err := run(m, nil, tok, lines, opt)
+	stats, unknown, err := run(m, nil, tok, lines, opt)
 	if err != nil {
 		return Result{}, err
 	}
-	var r Result
+	r := Result{UnknownTokens: unknown}
 	var nll float64
 	for _, s := range stats {
 		r.Tokens += s.tokens
@@ -354,11 +371,11 @@ func Perplexity(m *llama.Model, tok tokenizer.Tokenizer, lines []string, opt Opt
 // Compare scores an original and a compressed model on the same tokens in
 // one pass and measures how their next-token distributions differ.
 func Compare(original, compressed *llama.Model, tok tokenizer.Tokenizer, lines []string, opt Options) (Comparison, error) {
-	stats, err := run(original, compressed, tok, lines, opt)
+	stats, unknown, err := run(original, compressed, tok, lines, opt)
 	if err != nil {
 		return Comparison{}, err
 	}
-	var c Comparison
+	c := Comparison{UnknownTokens: unknown}
 	var nllA, nllB, kl float64
 	agree := 0
 	for _, s := range stats {

@@ -123,6 +123,7 @@ func (b byteTok) DecodeAll(ids []int) string {
 func (b byteTok) BOS() int       { return 1 }
 func (b byteTok) EOS() int       { return 2 }
 func (b byteTok) VocabSize() int { return b.vocab }
+func (b byteTok) Unknown() int   { return 0 }
 
 var smallCfg = checkpoint.LlamaConfig{HiddenSize: 16, IntermediateSize: 24, NumHiddenLayers: 2,
 	NumAttentionHeads: 4, NumKeyValueHeads: 2, VocabSize: 30, MaxPositionEmbeddings: 64,
@@ -431,5 +432,52 @@ func TestSampleDistribution(t *testing.T) {
 	}
 	if f := float64(count) / n; math.Abs(f-0.75) > 0.015 {
 		t.Errorf("drew the 3/4 token %.4f of the time", f)
+	}
+}
+
+// charTokenizer is a character-level llama2.c vocabulary trained without
+// byte fallback: anything but " ", a, b, c is <unk>.
+func charTokenizer(t *testing.T) tokenizer.Tokenizer {
+	t.Helper()
+	var buf []byte
+	le := func(v uint32) { buf = append(buf, byte(v), byte(v>>8), byte(v>>16), byte(v>>24)) }
+	le(6)
+	for _, p := range []string{"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b", "c"} {
+		le(math.Float32bits(-1))
+		le(uint32(len(p)))
+		buf = append(buf, p...)
+	}
+	tok, err := tokenizer.ParseLlama2C("chars.bin", buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestUnknownTokensCounted(t *testing.T) {
+	m := smallModel(t, smallCfg, randomWeights(smallCfg, 3))
+	tok := charTokenizer(t)
+	// "xyz" is three unknown code points, "é" one, "abc a" none.
+	lines := []string{"abc a", "xyz", "aéb"}
+	r, err := Perplexity(m, tok, lines, Options{Window: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.UnknownTokens != 4 {
+		t.Errorf("Perplexity counted %d unknown tokens, want 4", r.UnknownTokens)
+	}
+	if want := 6 + 4 + 4; r.Tokens != want {
+		t.Errorf("%d scored tokens, want %d", r.Tokens, want)
+	}
+	c, err := Compare(m, m, tok, lines, Options{Window: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UnknownTokens != 4 {
+		t.Errorf("Compare counted %d unknown tokens, want 4", c.UnknownTokens)
+	}
+	r, err = Perplexity(m, tok, []string{"abc"}, Options{Window: 64})
+	if err != nil || r.UnknownTokens != 0 {
+		t.Errorf("known text: %d unknown tokens (err %v), want 0", r.UnknownTokens, err)
 	}
 }

@@ -570,6 +570,9 @@ func (t *HF) EOS() int { return t.eos }
 // VocabSize is one more than the largest id of the vocabulary and added tokens.
 func (t *HF) VocabSize() int { return len(t.pieces) }
 
+// Unknown is the model's unk_token id, or -1 when it has none.
+func (t *HF) Unknown() int { return t.unk }
+
 // Piece is the string of token id ("" when no token has that id).
 func (t *HF) Piece(id int) string {
 	if id < 0 || id >= len(t.pieces) {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -14,13 +15,21 @@ import (
 // model), so the whole file is read and its length must add up exactly.
 //
 // Encoding and decoding follow run.c's encode and decode: BOS is id 1 and
-// EOS id 2; ids 3..258 must be the byte tokens <0x00>..<0xFF>.
+// EOS id 2. A vocabulary with byte fallback has the byte tokens
+// <0x00>..<0xFF> at ids 3..258, as run.c assumes. A vocabulary trained
+// without byte fallback (no byte tokens at all) is valid too when ids 0, 1
+// and 2 are <unk>, <s> and </s> (llama2.c's exporter writes the last two as
+// "\n<s>\n" and "\n</s>\n"): a character with no token then becomes <unk>
+// (id 0), as SentencePiece does, where run.c would index past its table.
 type Llama2C struct {
 	path           string
 	maxTokenLength int
 	vocab          []string
 	scores         []float32
 	lookup         map[string]int
+	// byteFallback: ids 3..258 are the byte tokens, and a character with
+	// no token is spelled in bytes; otherwise it is <unk>.
+	byteFallback bool
 }
 
 // llama2cBOS and llama2cEOS are hard-coded in run.c, whatever the file holds.
@@ -29,6 +38,9 @@ const (
 	llama2cEOS = 2
 	// byteTokenBase is the id of <0x00>: run.c's "+3" for <unk>, <s>, </s>.
 	byteTokenBase = 3
+	// llama2cUnk is SentencePiece's default <unk> id, which llama2.c's
+	// exporter keeps at 0.
+	llama2cUnk = 0
 )
 
 // ParseLlama2C reads a llama2.c tokenizer from data; path is used in errors.
@@ -69,6 +81,22 @@ func ParseLlama2C(path string, data []byte) (*Llama2C, error) {
 			t.lookup[s] = id
 		}
 	}
+	// Any byte token where run.c expects them means the vocabulary was
+	// trained with byte fallback, so all 256 must be in place; a vocabulary
+	// with none of them is one trained without it.
+	hasByteTokens := false
+	for id := byteTokenBase; id < min(len(t.vocab), byteTokenBase+256); id++ {
+		if isExactByteToken(t.vocab[id]) {
+			hasByteTokens = true
+			break
+		}
+	}
+	if !hasByteTokens {
+		if err := checkSpecialPieces(t.vocab); err != nil {
+			return fail("no byte-fallback tokens at ids 3..258, so ids 0..2 must be <unk>, <s>, </s>: %v", err)
+		}
+		return t, nil
+	}
 	if len(t.vocab) < byteTokenBase+256 {
 		return fail("%d tokens, need at least %d (<unk>, <s>, </s> and 256 byte tokens)", len(t.vocab), byteTokenBase+256)
 	}
@@ -77,7 +105,36 @@ func ParseLlama2C(path string, data []byte) (*Llama2C, error) {
 			return fail("token %d is %q, want byte token %q (run.c's byte fallback assumes ids 3..258 are <0x00>..<0xFF>)", byteTokenBase+b, t.vocab[byteTokenBase+b], want)
 		}
 	}
+	t.byteFallback = true
 	return t, nil
+}
+
+// isExactByteToken reports whether piece is "<0xHH>" with two upper-case
+// hex digits, the form SentencePiece gives its byte tokens.
+func isExactByteToken(piece string) bool {
+	if len(piece) != 6 || !strings.HasPrefix(piece, "<0x") || piece[5] != '>' {
+		return false
+	}
+	for _, c := range []byte(piece[3:5]) {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSpecialPieces checks ids 0..2 of a vocabulary without byte fallback.
+func checkSpecialPieces(vocab []string) error {
+	want := [][]string{{"<unk>"}, {"<s>", "\n<s>\n"}, {"</s>", "\n</s>\n"}}
+	if len(vocab) < len(want) {
+		return fmt.Errorf("the file has only %d tokens", len(vocab))
+	}
+	for id, ok := range want {
+		if !slices.Contains(ok, vocab[id]) {
+			return fmt.Errorf("token %d is %q, want %q", id, vocab[id], ok[0])
+		}
+	}
+	return nil
 }
 
 // BOS is 1, as in run.c.
@@ -85,6 +142,14 @@ func (t *Llama2C) BOS() int { return llama2cBOS }
 
 // EOS is 2, as in run.c.
 func (t *Llama2C) EOS() int { return llama2cEOS }
+
+// Unknown is the id characters without a token become: 0 (<unk>) for a
+// vocabulary without byte fallback. With byte fallback Encode never emits
+// it, but the id still stands for <unk>.
+func (t *Llama2C) Unknown() int { return llama2cUnk }
+
+// ByteFallback reports whether the vocabulary has the 256 byte tokens.
+func (t *Llama2C) ByteFallback() bool { return t.byteFallback }
 
 // VocabSize is the number of tokens in the file.
 func (t *Llama2C) VocabSize() int { return len(t.vocab) }
@@ -110,6 +175,9 @@ func (t *Llama2C) Score(id int) float32 { return t.scores[id] }
 // (run.c would emit id -1), and a NUL byte, which ends a C string, is
 // encoded as a byte (or vocabulary) token instead of ending the text.
 //
+// Without byte fallback, a code point with no token (and a missing " "
+// prefix) is one <unk>, which takes no part in merges, as in SentencePiece.
+//
 // The merge loop uses a priority queue instead of run.c's rescans, which
 // picks the same pair at every step: the highest score, then the lowest
 // position.
@@ -121,7 +189,7 @@ func (t *Llama2C) Encode(text string, bos bool) []int {
 	if text != "" {
 		id, ok := t.lookup[" "]
 		if !ok {
-			id = byteTokenBase + ' '
+			id = t.missing(" ")[0]
 		}
 		ids = append(ids, id)
 	}
@@ -138,13 +206,24 @@ func (t *Llama2C) Encode(text string, bos bool) []int {
 		if id, ok := t.lookup[string(buf)]; ok {
 			ids = append(ids, id)
 		} else {
-			for _, b := range buf {
-				ids = append(ids, byteTokenBase+int(b))
-			}
+			ids = append(ids, t.missing(string(buf))...)
 		}
 		buf = buf[:0]
 	}
 	return t.merge(ids)
+}
+
+// missing returns the ids for a code point (or stray bytes) with no token:
+// its byte tokens, or one <unk> without byte fallback.
+func (t *Llama2C) missing(s string) []int {
+	if !t.byteFallback {
+		return []int{llama2cUnk}
+	}
+	ids := make([]int, len(s))
+	for i := range len(s) {
+		ids[i] = byteTokenBase + int(s[i])
+	}
+	return ids
 }
 
 // minMergeScore is run.c's initial best_score (-1e10 stored in a float):
@@ -187,6 +266,9 @@ func (t *Llama2C) merge(ids []int) []int {
 	q := &pairQueue{}
 	var sb strings.Builder
 	try := func(l, r int) {
+		if !t.byteFallback && (ids[l] == llama2cUnk || ids[r] == llama2cUnk) {
+			return // an unknown character has no string to merge with
+		}
 		sb.Reset()
 		sb.WriteString(t.vocab[ids[l]])
 		sb.WriteString(t.vocab[ids[r]])

@@ -307,3 +307,104 @@ func FuzzLlama2CEncode(f *testing.F) {
 		}
 	})
 }
+
+// charPieces is a character-level vocabulary trained without byte
+// fallback: <unk>, <s>, </s> as llama2.c's exporter writes them, " ", and
+// a few letters and merges.
+func charPieces() ([]string, []float32) {
+	pieces := []string{"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b", "c", "é", "ab", " ab"}
+	scores := []float32{0, 0, 0, -1, -1, -1, -1, -1, -2, -3}
+	return pieces, scores
+}
+
+func TestLlama2CWithoutByteFallback(t *testing.T) {
+	pieces, scores := charPieces()
+	tok, err := ParseLlama2C("chars.bin", buildLlama2C(6, pieces, scores))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.ByteFallback() || tok.Unknown() != 0 || tok.VocabSize() != len(pieces) {
+		t.Fatalf("ByteFallback %v, Unknown %d, VocabSize %d", tok.ByteFallback(), tok.Unknown(), tok.VocabSize())
+	}
+	id := func(p string) int { return tok.lookup[p] }
+	for _, c := range []struct {
+		text string
+		want []int
+	}{
+		// "ab" then " "+"ab": the merges still apply around known pieces.
+		{"ab", []int{1, id(" ab")}},
+		{"cé", []int{1, id(" "), id("c"), id("é")}},
+		// x and the 4-byte emoji have no token: one <unk> per code point,
+		// and an <unk> never merges with its neighbours.
+		{"xab", []int{1, id(" "), 0, id("ab")}},
+		{"a🙂b", []int{1, id(" "), id("a"), 0, id("b")}},
+		// Invalid UTF-8: each stray byte is its own unknown piece.
+		{"\xff\xfe", []int{1, id(" "), 0, 0}},
+	} {
+		got := tok.Encode(c.text, true)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("Encode(%q) = %v, want %v", c.text, got, c.want)
+		}
+	}
+	if got := tok.DecodeAll(tok.Encode("ab cé", true)); got != "ab cé" {
+		t.Errorf("round trip of known text gave %q", got)
+	}
+
+	// A vocabulary without " " has no dummy-prefix token: it is unknown.
+	noSpace := slices.Clone(pieces)
+	noSpace[3] = "d"
+	tok2, err := ParseLlama2C("nospace.bin", buildLlama2C(6, noSpace, scores))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok2.Encode("a", false); !slices.Equal(got, []int{0, 4}) {
+		t.Errorf("Encode without a space token = %v, want [0 4]", got)
+	}
+	// The plain spellings of <s> and </s> are accepted too.
+	plain := slices.Clone(pieces)
+	plain[1], plain[2] = "<s>", "</s>"
+	if _, err := ParseLlama2C("plain.bin", buildLlama2C(6, plain, scores)); err != nil {
+		t.Errorf("<s> and </s> spelled plainly: %v", err)
+	}
+}
+
+func TestLlama2CWithoutByteFallbackErrors(t *testing.T) {
+	pieces, scores := charPieces()
+	bad := map[string][]byte{}
+	for i, name := range []string{"no <unk>", "no <s>", "no </s>"} {
+		p := slices.Clone(pieces)
+		p[i] = "z"
+		bad[name] = buildLlama2C(6, p, scores)
+	}
+	bad["two tokens"] = buildLlama2C(6, pieces[:2], scores[:2])
+	// One byte token where run.c expects them means byte fallback was
+	// meant, and then all 256 are required.
+	p := slices.Clone(pieces)
+	p[4] = "<0x01>"
+	bad["a stray byte token"] = buildLlama2C(6, p, scores)
+	for name, data := range bad {
+		_, err := ParseLlama2C("x/chars.bin", data)
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "x/chars.bin") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error %q should name the file on one line", name, err)
+		}
+	}
+}
+
+func TestUnknownWithByteFallback(t *testing.T) {
+	pieces, scores := basePieces()
+	tok, err := ParseLlama2C("bytes.bin", buildLlama2C(7, pieces, scores))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tok.ByteFallback() {
+		t.Fatal("a vocabulary with the 256 byte tokens should use byte fallback")
+	}
+	// Characters without a token are still spelled in bytes, never <unk>.
+	if got := tok.Encode("é", false); !slices.Equal(got, []int{3 + ' ', 3 + 0xC3, 3 + 0xA9}) {
+		t.Errorf("Encode(é) = %v", got)
+	}
+}

@@ -53,6 +53,11 @@ type Tokenizer interface {
 	EOS() int
 	// VocabSize is one more than the largest token id.
 	VocabSize() int
+	// Unknown is the id a piece of text with no token of its own becomes
+	// (<unk>), or -1 when the tokenizer has none. Evaluation counts it so
+	// that a vocabulary without byte fallback cannot hide how much of a
+	// text it could not represent.
+	Unknown() int
 }
 
 // Load opens a tokenizer, choosing the format by the file's content:
