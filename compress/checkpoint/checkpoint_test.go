@@ -68,7 +68,7 @@ func TestStories260K(t *testing.T) {
 		t.Errorf("%d tensors, want 49", len(src.Tensors))
 	}
 	want := LlamaConfig{ModelType: "llama", HiddenSize: 64, IntermediateSize: 172, NumHiddenLayers: 5, NumAttentionHeads: 8,
-		NumKeyValueHeads: 4, VocabSize: 512, MaxPositionEmbeddings: 512, RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: true}
+		NumKeyValueHeads: 4, VocabSize: 512, MaxPositionEmbeddings: 512, RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: true, HiddenAct: "silu"}
 	if src.Config == nil || *src.Config != want {
 		t.Fatalf("config = %+v, want %+v", src.Config, want)
 	}
@@ -205,7 +205,8 @@ func TestShardedFolder(t *testing.T) {
 	if string(src.SideFiles[1].Data) != "<s>" {
 		t.Errorf("symlinked side file holds %q", src.SideFiles[1].Data)
 	}
-	want := LlamaConfig{ModelType: "llama", HiddenSize: 8, RopeTheta: 500000}
+	// rope_scaling is kept as written, for the forward pass to refuse.
+	want := LlamaConfig{ModelType: "llama", HiddenSize: 8, RopeTheta: 500000, RopeScaling: `{"type":"x"}`}
 	if src.Config == nil || *src.Config != want {
 		t.Errorf("config %+v, want %+v (missing fields zero)", src.Config, want)
 	}

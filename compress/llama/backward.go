@@ -129,6 +129,8 @@ func (s *Seq[F]) rmsNormBackward(dx, dw, dy, x, r, w []F) {
 //	dk = scale dS^T q, dv = P^T dAtt,
 //
 // dk and dv summing over the query heads that share a key/value head.
+// Under a sliding window, only the keys inside each query's window take
+// part (the rest have P = 0 and were masked).
 // Rows of dq (one task per head and block of queries), then rows of dk and
 // dv (one task per key/value head and block of keys) are written by one
 // task each, summed in a fixed order: the same bytes for any split.
@@ -145,17 +147,19 @@ func (s *Seq[F]) attentionBackward(c *LayerCache[F], dAtt []F) (dq, dk, dv []F) 
 		kvOff := (h / group) * hd
 		for i := i0; i < min(i0+attentionRows, T); i++ {
 			do := dAtt[i*qDim+h*hd : i*qDim+(h+1)*hd]
-			p := c.probs[(h*T+i)*T : (h*T+i)*T+i+1]
-			ds := dS[(h*T+i)*T : (h*T+i)*T+i+1]
+			lo := windowStart(i, c.window)
+			p := c.probs[(h*T+i)*T+lo : (h*T+i)*T+i+1]
+			ds := dS[(h*T+i)*T+lo : (h*T+i)*T+i+1]
+			kv := lo * kvDim // ds[j] is position lo+j
 			var pdp float64
 			for j := range ds {
-				ds[j] = dotF(do, c.v[j*kvDim+kvOff:j*kvDim+kvOff+hd])
+				ds[j] = dotF(do, c.v[kv+j*kvDim+kvOff:kv+j*kvDim+kvOff+hd])
 				pdp += float64(p[j] * ds[j])
 			}
 			q := dq[i*qDim+h*hd : i*qDim+(h+1)*hd]
 			for j := range ds {
 				ds[j] = p[j] * (ds[j] - F(pdp))
-				k := c.k[j*kvDim+kvOff:][:len(q)]
+				k := c.k[kv+j*kvDim+kvOff:][:len(q)]
 				for d := range q {
 					q[d] += ds[j] * k[d]
 				}
@@ -171,10 +175,14 @@ func (s *Seq[F]) attentionBackward(c *LayerCache[F], dAtt []F) (dq, dk, dv []F) 
 		kvOff := g * hd
 		for h := g * group; h < (g+1)*group; h++ {
 			for i := j0; i < T; i++ {
+				if windowStart(i, c.window) >= j1 {
+					break // this and every later query's window starts past the block
+				}
 				q := c.q[i*qDim+h*hd : i*qDim+(h+1)*hd]
 				do := dAtt[i*qDim+h*hd:][:len(q)]
 				row := (h*T + i) * T
-				for j := j0; j < min(j1, i+1); j++ {
+				// Keys before the query's window got no attention.
+				for j := max(j0, windowStart(i, c.window)); j < min(j1, i+1); j++ {
 					sv, pv := dS[row+j], c.probs[row+j]
 					k := dk[j*kvDim+kvOff:][:len(q)]
 					v := dv[j*kvDim+kvOff:][:len(q)]

@@ -1,5 +1,7 @@
 // Package llama runs the Llama forward pass in Go over float32 weights with
 // Hugging Face tensor names, one token at a time with a key/value cache.
+// Mistral (sliding-window attention) and Qwen2 (q/k/v biases) run through
+// the same passes; arch.go says exactly what differs.
 //
 // It exists to measure what compression does to a model (perplexity, KL
 // divergence, generated text), so it favours exactness and simplicity over
@@ -41,6 +43,11 @@ type Layer struct {
 	Q, K, V, O     []float32 // [heads*hd, hidden], [kv*hd, hidden] x2, [hidden, heads*hd]
 	MLPNorm        []float32 // [hidden]
 	Gate, Up, Down []float32 // [inter, hidden] x2, [hidden, inter]
+	// QBias, KBias, VBias are [heads*hd], [kv*hd] x2 when the
+	// architecture has q/k/v biases (HasQKVBias), nil otherwise.
+	QBias, KBias, VBias []float32
+	// Window is the layer's attention window (LayerWindows), 0 for full.
+	Window int
 }
 
 // Model is a Llama model ready to run. Its weight slices are read-only
@@ -129,38 +136,6 @@ func (m mapWeights) Info(name string) (checkpoint.TensorInfo, bool) {
 	return checkpoint.TensorInfo{Name: name, DType: "F32"}, true
 }
 
-// normalize fills in defaults and checks that the shapes make sense.
-func normalize(cfg checkpoint.LlamaConfig) (checkpoint.LlamaConfig, error) {
-	if cfg.NumKeyValueHeads == 0 {
-		cfg.NumKeyValueHeads = cfg.NumAttentionHeads
-	}
-	if cfg.RopeTheta == 0 {
-		cfg.RopeTheta = DefaultRopeTheta
-	}
-	if cfg.RMSNormEps == 0 {
-		cfg.RMSNormEps = DefaultRMSNormEps
-	}
-	switch {
-	case cfg.ModelType != "" && cfg.ModelType != "llama":
-		return cfg, fmt.Errorf("config: model_type %q is not llama", cfg.ModelType)
-	case cfg.HiddenSize <= 0, cfg.IntermediateSize <= 0, cfg.NumHiddenLayers <= 0,
-		cfg.NumAttentionHeads <= 0, cfg.NumKeyValueHeads <= 0, cfg.VocabSize <= 0:
-		return cfg, fmt.Errorf("config: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads and vocab_size must be positive (got %d, %d, %d, %d, %d, %d)",
-			cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.VocabSize)
-	case cfg.HiddenSize%cfg.NumAttentionHeads != 0:
-		return cfg, fmt.Errorf("config: hidden_size %d is not a multiple of num_attention_heads %d", cfg.HiddenSize, cfg.NumAttentionHeads)
-	case (cfg.HiddenSize/cfg.NumAttentionHeads)%2 != 0:
-		return cfg, fmt.Errorf("config: head size %d is odd; rotary embeddings need pairs", cfg.HiddenSize/cfg.NumAttentionHeads)
-	case cfg.NumAttentionHeads%cfg.NumKeyValueHeads != 0:
-		return cfg, fmt.Errorf("config: num_attention_heads %d is not a multiple of num_key_value_heads %d", cfg.NumAttentionHeads, cfg.NumKeyValueHeads)
-	case cfg.RMSNormEps < 0 || cfg.RopeTheta < 0 || math.IsNaN(cfg.RMSNormEps) || math.IsNaN(cfg.RopeTheta):
-		return cfg, fmt.Errorf("config: rms_norm_eps %g and rope_theta %g must be positive", cfg.RMSNormEps, cfg.RopeTheta)
-	case cfg.MaxPositionEmbeddings < 0:
-		return cfg, fmt.Errorf("config: max_position_embeddings %d is negative", cfg.MaxPositionEmbeddings)
-	}
-	return cfg, nil
-}
-
 // FromWeights builds a model from any tensor source. Tied embeddings
 // (tie_word_embeddings) use the token embedding as the output head, as
 // transformers does, whether or not lm_head.weight is stored; otherwise
@@ -174,6 +149,7 @@ func FromWeights(cfg checkpoint.LlamaConfig, w Weights) (*Model, error) {
 	hd := hidden / cfg.NumAttentionHeads
 	qDim, kvDim := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
 	m := &Model{Config: cfg, headDim: hd, kvDim: kvDim, eps: float32(cfg.RMSNormEps)}
+	windows := LayerWindows(cfg)
 
 	get := func(name string, shape ...int) ([]float32, error) {
 		want := 1
@@ -225,6 +201,15 @@ func FromWeights(cfg checkpoint.LlamaConfig, w Weights) (*Model, error) {
 				return nil, err
 			}
 		}
+		if HasQKVBias(cfg) {
+			for j, dst := range []*[]float32{&l.QBias, &l.KBias, &l.VBias} {
+				n := []int{qDim, kvDim, kvDim}[j]
+				if *dst, err = get(LayerBiasName(i, biasParts[j]), n); err != nil {
+					return nil, fmt.Errorf("%w (model_type %s has q/k/v biases)", err, Arch(cfg))
+				}
+			}
+		}
+		l.Window = windows[i]
 	}
 	m.invFreq = make([]float64, hd/2)
 	for i := range m.invFreq {

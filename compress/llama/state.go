@@ -136,13 +136,17 @@ func (s *State) Forward(token, pos int) ([]float32, error) {
 		matVec(s.q, L.Q, s.xb)
 		matVec(k, L.K, s.xb)
 		matVec(v, L.V, s.xb)
+		addBias(s.q, L.QBias)
+		addBias(k, L.KBias)
+		addBias(v, L.VBias)
 		s.rope(s.q)
 		s.rope(k)
 
 		keys, values := s.keys[l], s.values[l]
-		parallelFor(heads, heads*(pos+1)*hd*2, func(h0, h1 int) {
+		lo := windowStart(pos, L.Window)
+		parallelFor(heads, heads*(pos+1-lo)*hd*2, func(h0, h1 int) {
 			for h := h0; h < h1; h++ {
-				s.attendHead(h, (h/group)*hd, pos, scale, keys, values)
+				s.attendHead(h, (h/group)*hd, lo, pos, scale, keys, values)
 			}
 		})
 
@@ -171,12 +175,14 @@ func (s *State) Forward(token, pos int) ([]float32, error) {
 	return s.logits, nil
 }
 
-// attendHead computes head h's attention output over positions 0..pos,
-// reading the key/value head that starts at column kvOff.
-func (s *State) attendHead(h, kvOff, pos int, scale float32, keys, values []float32) {
+// attendHead computes head h's attention output over positions lo..pos
+// (lo > 0 under a sliding window), reading the key/value head that starts
+// at column kvOff.
+func (s *State) attendHead(h, kvOff, lo, pos int, scale float32, keys, values []float32) {
 	hd, kvDim := s.m.headDim, s.m.kvDim
 	q := s.q[h*hd : (h+1)*hd]
-	sc := s.scores[h*s.capacity : h*s.capacity+pos+1]
+	sc := s.scores[h*s.capacity : h*s.capacity+pos+1-lo]
+	keys, values = keys[lo*kvDim:], values[lo*kvDim:]
 	maxv := float32(math.Inf(-1))
 	for t := range sc {
 		sc[t] = dot(q, keys[t*kvDim+kvOff:t*kvDim+kvOff+hd]) * scale
@@ -232,6 +238,13 @@ func (s *State) rope(v []float32) {
 			a[i] = x0*s.cos[i] - x1*s.sin[i]
 			b[i] = x1*s.cos[i] + x0*s.sin[i]
 		}
+	}
+}
+
+// addBias adds b to dst; a nil b (no bias) adds nothing.
+func addBias[F Float](dst, b []F) {
+	for i, v := range b {
+		dst[i] += v
 	}
 }
 

@@ -17,11 +17,18 @@ import (
 // LayerParams holds one decoder layer's weights, each matrix [out, in]
 // row-major, in the layout of Layer. It also serves as the layer's
 // gradient.
+//
+// The biases and the window are constants of the architecture (see
+// arch.go): gradients flow through the biases but are never computed for
+// them, and a gradient leaves them nil and 0.
 type LayerParams[F Float] struct {
 	AttnNorm       []F // [hidden]
 	Q, K, V, O     []F // [heads*hd, hidden], [kv*hd, hidden] x2, [hidden, heads*hd]
 	MLPNorm        []F // [hidden]
 	Gate, Up, Down []F // [inter, hidden] x2, [hidden, inter]
+
+	QBias, KBias, VBias []F // [heads*hd], [kv*hd] x2, or nil without biases
+	Window              int // attention window, 0 for full (LayerWindows)
 }
 
 // Params holds a whole model's weights; the caller owns the slices and may
@@ -45,12 +52,21 @@ func (l *LayerParams[F]) tensors() []namedSlice[F] {
 	}
 }
 
+// biases lists the layer's q/k/v biases with their projections' names
+// (see LayerBiasName).
+func (l *LayerParams[F]) biases() []namedSlice[F] {
+	return []namedSlice[F]{{biasParts[0], &l.QBias}, {biasParts[1], &l.KBias}, {biasParts[2], &l.VBias}}
+}
+
 type namedSlice[F Float] struct {
 	part string
 	s    *[]F
 }
 
 func convert[To, From Float](x []From) []To {
+	if x == nil {
+		return nil // an absent bias stays absent
+	}
 	out := make([]To, len(x))
 	for i, v := range x {
 		out[i] = To(v)
@@ -70,6 +86,8 @@ func ParamsOf[F Float](m *Model) *Params[F] {
 			AttnNorm: convert[F](src.AttnNorm), Q: convert[F](src.Q), K: convert[F](src.K), V: convert[F](src.V),
 			O: convert[F](src.O), MLPNorm: convert[F](src.MLPNorm),
 			Gate: convert[F](src.Gate), Up: convert[F](src.Up), Down: convert[F](src.Down),
+			QBias: convert[F](src.QBias), KBias: convert[F](src.KBias), VBias: convert[F](src.VBias),
+			Window: src.Window,
 		}
 	}
 	return p
@@ -85,6 +103,11 @@ func (p *Params[F]) Tensors() map[string][]float32 {
 	for i := range p.Layers {
 		for _, ns := range p.Layers[i].tensors() {
 			t[LayerTensorName(i, ns.part)] = convert[float32](*ns.s)
+		}
+		for _, ns := range p.Layers[i].biases() {
+			if *ns.s != nil {
+				t[LayerBiasName(i, ns.part)] = convert[float32](*ns.s)
+			}
 		}
 	}
 	return t
@@ -122,6 +145,8 @@ type Seq[F Float] struct {
 	headDim, qDim, kvDim     int
 	eps                      float64 // rounded to F, as State rounds it to float32
 	invFreq                  []float64
+	bias                     bool  // q/k/v biases (HasQKVBias)
+	windows                  []int // per layer (LayerWindows)
 	mm                       MatMul[F]
 }
 
@@ -142,6 +167,7 @@ func NewSeq[F Float](cfg checkpoint.LlamaConfig, mm MatMul[F]) (*Seq[F], error) 
 		headDim: hd, qDim: cfg.NumAttentionHeads * hd, kvDim: cfg.NumKeyValueHeads * hd,
 		eps: float64(F(cfg.RMSNormEps)), mm: mm,
 		invFreq: make([]float64, hd/2),
+		bias:    HasQKVBias(cfg), windows: LayerWindows(cfg),
 	}
 	for i := range s.invFreq {
 		s.invFreq[i] = 1 / math.Pow(cfg.RopeTheta, float64(2*i)/float64(hd))
@@ -160,6 +186,17 @@ func (s *Seq[F]) checkLayer(l *LayerParams[F], optional bool) error {
 	for i, ns := range l.tensors() {
 		if len(*ns.s) != want[i] && !(optional && *ns.s == nil) {
 			return fmt.Errorf("llama: layer weight %s has %d values, want %d", ns.part, len(*ns.s), want[i])
+		}
+	}
+	if optional {
+		return nil // a gradient has no biases
+	}
+	for i, ns := range l.biases() {
+		switch n := []int{s.qDim, s.kvDim, s.kvDim}[i]; {
+		case s.bias && len(*ns.s) != n:
+			return fmt.Errorf("llama: layer bias %s has %d values, want %d (model_type %s)", ns.part, len(*ns.s), n, Arch(s.cfg))
+		case !s.bias && *ns.s != nil:
+			return fmt.Errorf("llama: layer has a %s bias, which model_type %s does not", ns.part, Arch(s.cfg))
 		}
 	}
 	return nil
@@ -183,6 +220,9 @@ func (s *Seq[F]) checkParams(p *Params[F], optional bool) error {
 	for i := range p.Layers {
 		if err := s.checkLayer(&p.Layers[i], optional); err != nil {
 			return fmt.Errorf("%w (layer %d)", err, i)
+		}
+		if w := p.Layers[i].Window; !optional && w != s.windows[i] {
+			return fmt.Errorf("llama: layer %d has attention window %d, the config says %d", i, w, s.windows[i])
 		}
 	}
 	return nil
@@ -220,10 +260,11 @@ type LayerCache[F Float] struct {
 	Out []F // [T, hidden]
 
 	rot      *rotary[F]
+	window   int // the layer's attention window, 0 for full
 	r1, r2   []F // [T] inverse RMS of the attention and MLP norms' inputs
 	xn1, xn2 []F // [T, hidden] normed inputs of attention and MLP
 	q, k, v  []F // [T, qDim], [T, kvDim] x2; q and k after the rotation
-	probs    []F // [heads, T, T] attention probabilities (row i: 0..i used)
+	probs    []F // [heads, T, T] attention probabilities (row i: windowStart(i)..i used, the rest 0)
 	att      []F // [T, qDim] attention output, o_proj's input
 	mid      []F // [T, hidden] the residual stream between attention and MLP
 	gate, up []F // [T, inter] gate_proj and up_proj outputs
@@ -252,7 +293,7 @@ func (s *Seq[F]) layerForward(w *LayerParams[F], x []F, rot *rotary[F]) (*LayerC
 	T := len(x) / s.hidden
 	hidden, inter, qDim, kvDim := s.hidden, s.inter, s.qDim, s.kvDim
 	c := &LayerCache[F]{
-		T: T, In: x, Out: make([]F, T*hidden), rot: rot,
+		T: T, In: x, Out: make([]F, T*hidden), rot: rot, window: w.Window,
 		r1: make([]F, T), r2: make([]F, T),
 		xn1: make([]F, T*hidden), xn2: make([]F, T*hidden),
 		q: make([]F, T*qDim), k: make([]F, T*kvDim), v: make([]F, T*kvDim),
@@ -269,6 +310,9 @@ func (s *Seq[F]) layerForward(w *LayerParams[F], x []F, rot *rotary[F]) (*LayerC
 	if err := s.linear(c.v, c.xn1, w.V, T, kvDim, hidden); err != nil {
 		return nil, err
 	}
+	s.addBiasRows(c.q, w.QBias)
+	s.addBiasRows(c.k, w.KBias)
+	s.addBiasRows(c.v, w.VBias)
 	s.rope(c.q, rot, false)
 	s.rope(c.k, rot, false)
 	s.attention(c)
@@ -300,6 +344,16 @@ func (s *Seq[F]) layerForward(w *LayerParams[F], x []F, rot *rotary[F]) (*LayerC
 // linear sets y [T, out] = x [T, in] W^T for W [out, in].
 func (s *Seq[F]) linear(y, x, w []F, T, out, in int) error {
 	return s.mm.Gemm(false, true, T, out, in, 1, x, w, 0, y)
+}
+
+// addBiasRows adds b to every row of y [T, len(b)]; a nil b adds nothing.
+func (s *Seq[F]) addBiasRows(y, b []F) {
+	if len(b) == 0 {
+		return
+	}
+	for t := 0; t < len(y); t += len(b) {
+		addBias(y[t:t+len(b)], b)
+	}
 }
 
 // rmsNormRows normalises each row of x [T, hidden] into dst, as rmsNorm
@@ -360,10 +414,12 @@ func (s *Seq[F]) attention(c *LayerCache[F]) {
 		kvOff := (h / group) * hd
 		for i := i0; i < min(i0+attentionRows, T); i++ {
 			q := c.q[i*qDim+h*hd : i*qDim+(h+1)*hd]
-			p := c.probs[(h*T+i)*T : (h*T+i)*T+i+1]
+			lo := windowStart(i, c.window)
+			p := c.probs[(h*T+i)*T+lo : (h*T+i)*T+i+1]
+			kv := lo * kvDim // p[j] is position lo+j
 			maxv := F(math.Inf(-1))
 			for j := range p {
-				p[j] = dotF(q, c.k[j*kvDim+kvOff:j*kvDim+kvOff+hd]) * scale
+				p[j] = dotF(q, c.k[kv+j*kvDim+kvOff:kv+j*kvDim+kvOff+hd]) * scale
 				maxv = max(maxv, p[j])
 			}
 			var sum float64
@@ -377,7 +433,7 @@ func (s *Seq[F]) attention(c *LayerCache[F]) {
 			for j := range p {
 				p[j] *= inv
 				a := p[j]
-				v := c.v[j*kvDim+kvOff:][:len(out)]
+				v := c.v[kv+j*kvDim+kvOff:][:len(out)]
 				for d := range out {
 					out[d] += a * v[d]
 				}
@@ -457,7 +513,7 @@ func (s *Seq[F]) Forward(p *Params[F], tokens []int) (*Cache[F], error) {
 }
 
 // Tensor returns the slice holding the tensor of that Hugging Face name
-// (the embeddings, the final norm, the head, or a layer's weight), or nil
+// (the embeddings, the final norm, the head, a layer's weight or bias), or nil
 // when p has none of that name.
 func (p *Params[F]) Tensor(name string) *[]F {
 	switch name {
@@ -474,6 +530,11 @@ func (p *Params[F]) Tensor(name string) *[]F {
 	for i := range p.Layers {
 		for _, ns := range p.Layers[i].tensors() {
 			if LayerTensorName(i, ns.part) == name {
+				return ns.s
+			}
+		}
+		for _, ns := range p.Layers[i].biases() {
+			if LayerBiasName(i, ns.part) == name && *ns.s != nil {
 				return ns.s
 			}
 		}

@@ -110,6 +110,7 @@ func (c Config) LlamaConfig() formatbase.LlamaConfig {
 		RMSNormEps:            RMSNormEps,
 		RopeTheta:             RopeTheta,
 		TieWordEmbeddings:     c.SharedClassifier,
+		HiddenAct:             "silu",
 	}
 }
 

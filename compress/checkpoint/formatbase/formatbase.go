@@ -102,10 +102,17 @@ func (t TensorInfo) ByteLen() (int64, error) {
 	return n, nil
 }
 
-// LlamaConfig mirrors the Hugging Face config.json fields of a Llama model.
-// A field absent from config.json is zero; in particular a zero
-// NumKeyValueHeads means "same as NumAttentionHeads" in Hugging Face's
-// convention, which callers apply.
+// LlamaConfig mirrors the Hugging Face config.json fields of a
+// Llama-family model (model_type llama, mistral or qwen2; package llama
+// says what each means and refuses the rest). A field absent from
+// config.json is zero; in particular a zero NumKeyValueHeads means "same as
+// NumAttentionHeads" in Hugging Face's convention, which callers apply, and
+// an absent or null sliding_window is 0, full attention.
+//
+// The fields after TieWordEmbeddings are read so that a configuration the
+// forward pass would compute differently from transformers is refused
+// rather than run: they are omitted from JSON when zero, so a Llama
+// configuration written back is the same as before they existed.
 type LlamaConfig struct {
 	ModelType             string  `json:"model_type"`
 	HiddenSize            int     `json:"hidden_size"`
@@ -118,7 +125,47 @@ type LlamaConfig struct {
 	RMSNormEps            float64 `json:"rms_norm_eps"`
 	RopeTheta             float64 `json:"rope_theta"`
 	TieWordEmbeddings     bool    `json:"tie_word_embeddings"`
+
+	// SlidingWindow (mistral, qwen2): each position attends to itself and
+	// the SlidingWindow-1 positions before it. For qwen2 it applies only
+	// with UseSlidingWindow, and only to layers from MaxWindowLayers on.
+	SlidingWindow    int  `json:"sliding_window,omitempty"`
+	UseSlidingWindow bool `json:"use_sliding_window,omitempty"`
+	MaxWindowLayers  int  `json:"max_window_layers,omitempty"`
+	// HeadDim, when set, must equal hidden_size / num_attention_heads.
+	HeadDim int `json:"head_dim,omitempty"`
+	// HiddenAct, when set, must be "silu".
+	HiddenAct string `json:"hidden_act,omitempty"`
+	// AttentionBias and MLPBias (llama, mistral) add biases the forward
+	// pass does not implement; qwen2's q/k/v biases are implied by its type.
+	AttentionBias bool `json:"attention_bias,omitempty"`
+	MLPBias       bool `json:"mlp_bias,omitempty"`
+	// RopeScaling must be absent or null: scaled rotary embeddings are not
+	// implemented.
+	RopeScaling RawJSON `json:"rope_scaling,omitempty"`
 }
+
+// RawJSON keeps a JSON value's text as it was (null included), so a
+// configuration field can be checked without modelling it, and
+// LlamaConfig stays comparable with ==.
+type RawJSON string
+
+// UnmarshalJSON keeps data.
+func (r *RawJSON) UnmarshalJSON(data []byte) error {
+	*r = RawJSON(data)
+	return nil
+}
+
+// MarshalJSON writes the kept text back; an empty one is null.
+func (r RawJSON) MarshalJSON() ([]byte, error) {
+	if r == "" {
+		return []byte("null"), nil
+	}
+	return []byte(r), nil
+}
+
+// IsNull reports whether the value is absent or JSON null.
+func (r RawJSON) IsNull() bool { return r == "" || r == "null" }
 
 // SideFile is a non-weight file carried with the model (config.json,
 // tokenizer files, ...), by its base name.
