@@ -36,8 +36,9 @@ const DefaultWindow = 512
 
 // Options adjusts scoring. The zero value is the convention.
 type Options struct {
-	// Window is the window length in tokens (>= 2); 0 means DefaultWindow.
-	// It may not exceed the model's context length.
+	// Window is the window length in tokens (>= 2); 0 means DefaultWindow,
+	// or the model's context length when that is shorter. A window given
+	// may not exceed the context length.
 	Window int
 	// Workers is the number of sequences scored at once; 0 means GOMAXPROCS.
 	Workers int
@@ -185,7 +186,13 @@ func encodeAll(tok tokenizer.Tokenizer, lines []string, vocab int) (encoded, err
 func windowFor(opt Options, models ...*llama.Model) (int, error) {
 	w := opt.Window
 	if w == 0 {
+		// The convention's window, or a shorter model's whole context.
 		w = DefaultWindow
+		for _, m := range models {
+			if c := m.ContextLength(); c > 0 {
+				w = min(w, c)
+			}
+		}
 	}
 	if w < 2 {
 		return 0, fmt.Errorf("eval: window %d is too short; need at least 2 tokens", w)

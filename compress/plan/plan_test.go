@@ -52,6 +52,37 @@ func TestDefaultSelectionTakesProjectionsOnly(t *testing.T) {
 	}
 }
 
+// Qwen2's q/k/v biases sit beside the projections they belong to; the
+// default selection keeps them, and a pattern that reaches one is refused
+// rather than compressing a vector.
+func TestDefaultSelectionKeepsBiases(t *testing.T) {
+	ts := llamaTensors()
+	for _, p := range []string{"q", "k", "v"} {
+		ts = append(ts, checkpoint.TensorInfo{Name: "model.layers.0.self_attn." + p + "_proj.bias", DType: "BF16", Shape: []int{32}})
+	}
+	chosen, kept, err := Select(ts, regexp.MustCompile(DefaultInclude), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chosen {
+		if strings.HasSuffix(c.Name, ".bias") {
+			t.Errorf("default selection chose %s", c.Name)
+		}
+	}
+	biases := 0
+	for _, k := range kept {
+		if strings.HasSuffix(k.Name, ".bias") {
+			biases++
+		}
+	}
+	if biases != 3 || len(chosen) != 8 {
+		t.Errorf("kept %d biases and chose %d tensors, want 3 and 8", biases, len(chosen))
+	}
+	if _, _, err := Select(ts, regexp.MustCompile(`self_attn\.q_proj`), nil); err == nil || !strings.Contains(err.Error(), "q_proj.bias") {
+		t.Errorf("a pattern matching a bias: %v", err)
+	}
+}
+
 func TestGroupsByKindAndWidth(t *testing.T) {
 	chosen, _, _ := Select(llamaTensors(), regexp.MustCompile(DefaultInclude), nil)
 	gs, err := Groups(chosen, ShareKind)
