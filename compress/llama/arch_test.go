@@ -265,6 +265,7 @@ func TestArchitecturesMatchReference(t *testing.T) {
 			// The float64 sequence forward computes the same sums in float64.
 			compareSeqWithReference(t, m, tokens, want)
 			compareWithState(t, m, tokens)
+			compareFloat32Gradients(t, m, tokens)
 
 			// The check is sensitive to what distinguishes the kinds.
 			hasWindow := false
@@ -353,41 +354,13 @@ func TestArchLayerGradients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rng := rand.New(rand.NewPCG(2, 3))
-		const T = 5
 		w := &p.Layers[1]
 		if kind == ArchQwen2 && w.QBias == nil || kind == ArchMistral && w.Window != 2 {
 			t.Fatalf("%s: layer constants not carried: bias %v, window %d", kind, w.QBias != nil, w.Window)
 		}
-		x := randSlice(rng, T*cfg.HiddenSize, 1)
-		dOut := randSlice(rng, T*cfg.HiddenSize, 1)
-		loss := func() float64 {
-			c, err := s.LayerForward(w, x)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var l float64
-			for i, o := range c.Out {
-				l += o * dOut[i]
-			}
-			return l
-		}
-		c, err := s.LayerForward(w, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		grad := w.ZeroLike()
+		_, _, grad := checkLayerGradients(t, s, w, kind+" ")
 		if grad.QBias != nil || grad.Window != 0 {
 			t.Fatalf("%s: a gradient should hold no biases or window", kind)
-		}
-		dX, err := s.LayerBackward(w, c, dOut, grad)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkGrad(t, kind+" input", numericGrad(x, loss), dX)
-		gs := grad.tensors()
-		for i, ns := range w.tensors() {
-			checkGrad(t, kind+" "+ns.part, numericGrad(*ns.s, loss), *gs[i].s)
 		}
 	}
 }
@@ -398,54 +371,11 @@ func TestArchModelGradients(t *testing.T) {
 	for _, kind := range []string{ArchQwen2, ArchMistral} {
 		for _, tied := range []bool{true, false} {
 			cfg, p := gradCase(t, kind, tied, 21)
-			s, err := NewSeq[float64](cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rng := rand.New(rand.NewPCG(4, 5))
-			tokens := []int{3, 0, 10, 3, 7}
-			teacher, err := LogSoftmax(randSlice(rng, len(tokens)*cfg.VocabSize, 2), cfg.VocabSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			loss := func() float64 {
-				c, err := s.Forward(p, tokens)
-				if err != nil {
-					t.Fatal(err)
-				}
-				kl, err := KL(teacher, c.Logits, cfg.VocabSize, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return kl
-			}
-			c, err := s.Forward(p, tokens)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dLogits := make([]float64, len(c.Logits))
-			if _, err := KL(teacher, c.Logits, cfg.VocabSize, dLogits); err != nil {
-				t.Fatal(err)
-			}
-			grad := p.ZeroLike()
-			if err := s.Backward(p, c, dLogits, grad); err != nil {
-				t.Fatal(err)
-			}
-			prefix := kind + " "
+			prefix := kind + " untied "
 			if tied {
-				prefix += "tied "
+				prefix = kind + " tied "
 			}
-			checkGrad(t, prefix+EmbedName, numericGrad(p.Embed, loss), grad.Embed)
-			checkGrad(t, prefix+NormName, numericGrad(p.Norm, loss), grad.Norm)
-			if !tied {
-				checkGrad(t, prefix+LMHeadName, numericGrad(p.LMHead, loss), grad.LMHead)
-			}
-			for l := range p.Layers {
-				gs := grad.Layers[l].tensors()
-				for i, ns := range p.Layers[l].tensors() {
-					checkGrad(t, prefix+LayerTensorName(l, ns.part), numericGrad(*ns.s, loss), *gs[i].s)
-				}
-			}
+			checkModelGradients(t, cfg, p, prefix)
 		}
 	}
 }

@@ -84,18 +84,15 @@ func checkGrad(t *testing.T, name string, numeric, analytic []float64) {
 	}
 }
 
-func TestLayerGradients(t *testing.T) {
-	m := modelOf(t, tinyCfg, 11)
-	s, err := NewSeq[float64](tinyCfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+// checkLayerGradients checks the input and weight gradients of layer w
+// over T random positions against central differences, with loss
+// sum(out * dOut), and returns what it needs to test accumulation.
+func checkLayerGradients(t *testing.T, s *Seq[float64], w *LayerParams[float64], prefix string) (c *LayerCache[float64], dOut []float64, grad *LayerParams[float64]) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(2, 3))
 	const T = 5
-	w := &ParamsOf[float64](m).Layers[1]
-	x := randSlice(rng, T*tinyCfg.HiddenSize, 1)
-	dOut := randSlice(rng, T*tinyCfg.HiddenSize, 1)
-	// loss = sum(out * dOut), whose gradient with respect to out is dOut.
+	x := randSlice(rng, T*s.hidden, 1)
+	dOut = randSlice(rng, T*s.hidden, 1)
 	loss := func() float64 {
 		c, err := s.LayerForward(w, x)
 		if err != nil {
@@ -111,18 +108,29 @@ func TestLayerGradients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grad := w.ZeroLike()
+	grad = w.ZeroLike()
 	dX, err := s.LayerBackward(w, c, dOut, grad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	worstGradErr = 0
-	defer func() { t.Logf("worst relative gradient error %.3g", worstGradErr) }()
-	checkGrad(t, "input", numericGrad(x, loss), dX)
+	checkGrad(t, prefix+"input", numericGrad(x, loss), dX)
 	gs := grad.tensors()
 	for i, ns := range w.tensors() {
-		checkGrad(t, ns.part, numericGrad(*ns.s, loss), *gs[i].s)
+		checkGrad(t, prefix+ns.part, numericGrad(*ns.s, loss), *gs[i].s)
 	}
+	return c, dOut, grad
+}
+
+func TestLayerGradients(t *testing.T) {
+	m := modelOf(t, tinyCfg, 11)
+	s, err := NewSeq[float64](tinyCfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &ParamsOf[float64](m).Layers[1]
+	worstGradErr = 0
+	defer func() { t.Logf("worst relative gradient error %.3g", worstGradErr) }()
+	c, dOut, grad := checkLayerGradients(t, s, w, "")
 
 	// The gradient accumulates: a second backward pass doubles it.
 	if _, err := s.LayerBackward(w, c, dOut, grad); err != nil {
@@ -139,6 +147,57 @@ func TestLayerGradients(t *testing.T) {
 	}
 }
 
+// checkModelGradients checks every weight's gradient of a KL loss over a
+// short sequence (a repeated token sums two gradients into one embedding
+// row) against central differences.
+func checkModelGradients(t *testing.T, cfg checkpoint.LlamaConfig, p *Params[float64], prefix string) {
+	t.Helper()
+	s, err := NewSeq[float64](cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(4, 5))
+	tokens := []int{3, 0, 10, 3, 7}
+	teacher, err := LogSoftmax(randSlice(rng, len(tokens)*cfg.VocabSize, 2), cfg.VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := func() float64 {
+		c, err := s.Forward(p, tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kl, err := KL(teacher, c.Logits, cfg.VocabSize, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kl
+	}
+	c, err := s.Forward(p, tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dLogits := make([]float64, len(c.Logits))
+	if _, err := KL(teacher, c.Logits, cfg.VocabSize, dLogits); err != nil {
+		t.Fatal(err)
+	}
+	grad := p.ZeroLike()
+	if err := s.Backward(p, c, dLogits, grad); err != nil {
+		t.Fatal(err)
+	}
+	checkGrad(t, prefix+EmbedName, numericGrad(p.Embed, loss), grad.Embed)
+	checkGrad(t, prefix+NormName, numericGrad(p.Norm, loss), grad.Norm)
+	if p.LMHead != nil {
+		checkGrad(t, prefix+LMHeadName, numericGrad(p.LMHead, loss), grad.LMHead)
+	}
+	for l := range p.Layers {
+		gs := grad.Layers[l].tensors()
+		for i, ns := range p.Layers[l].tensors() {
+			checkGrad(t, prefix+LayerTensorName(l, ns.part), numericGrad(*ns.s, loss), *gs[i].s)
+		}
+	}
+}
+
 func TestModelGradients(t *testing.T) {
 	worstGradErr = 0
 	defer func() { t.Logf("worst relative gradient error %.3g", worstGradErr) }()
@@ -149,56 +208,11 @@ func TestModelGradients(t *testing.T) {
 		if (p.LMHead == nil) != tied {
 			t.Fatalf("tied %v: LMHead nil is %v", tied, p.LMHead == nil)
 		}
-		s, err := NewSeq[float64](cfg, nil)
-		if err != nil {
-			t.Fatal(err)
+		prefix := "untied "
+		if tied {
+			prefix = "tied "
 		}
-		rng := rand.New(rand.NewPCG(4, 5))
-		tokens := []int{3, 0, 10, 3, 7} // a repeated token sums two gradients into one embedding row
-		teacher, err := LogSoftmax(randSlice(rng, len(tokens)*cfg.VocabSize, 2), cfg.VocabSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		loss := func() float64 {
-			c, err := s.Forward(p, tokens)
-			if err != nil {
-				t.Fatal(err)
-			}
-			kl, err := KL(teacher, c.Logits, cfg.VocabSize, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kl
-		}
-		c, err := s.Forward(p, tokens)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dLogits := make([]float64, len(c.Logits))
-		if _, err := KL(teacher, c.Logits, cfg.VocabSize, dLogits); err != nil {
-			t.Fatal(err)
-		}
-		grad := p.ZeroLike()
-		if err := s.Backward(p, c, dLogits, grad); err != nil {
-			t.Fatal(err)
-		}
-		name := func(n string) string {
-			if tied {
-				return "tied " + n
-			}
-			return "untied " + n
-		}
-		checkGrad(t, name(EmbedName), numericGrad(p.Embed, loss), grad.Embed)
-		checkGrad(t, name(NormName), numericGrad(p.Norm, loss), grad.Norm)
-		if !tied {
-			checkGrad(t, name(LMHeadName), numericGrad(p.LMHead, loss), grad.LMHead)
-		}
-		for l := range p.Layers {
-			gs := grad.Layers[l].tensors()
-			for i, ns := range p.Layers[l].tensors() {
-				checkGrad(t, name(LayerTensorName(l, ns.part)), numericGrad(*ns.s, loss), *gs[i].s)
-			}
-		}
+		checkModelGradients(t, cfg, p, prefix)
 	}
 }
 

@@ -43,9 +43,14 @@ type Options struct {
 	// at ids 3..258 (the vocabulary grows by 256); without them a
 	// character with no token encodes as <unk>.
 	ByteFallback bool
+	// Window is the mistral model's sliding_window; 0 means Window (the
+	// constant). A comparison with an implementation that ignores
+	// sliding_window can set it to the context length (64), which is
+	// full attention.
+	Window int
 }
 
-// Window is the mistral model's sliding window: shorter than its context
+// Window is the mistral model's default sliding window: shorter than its context
 // (MaxPositionEmbeddings), so that the window takes effect on any text of
 // more than Window tokens.
 const Window = 8
@@ -67,6 +72,9 @@ func Config(o Options) (checkpoint.LlamaConfig, error) {
 	case Llama:
 	case Mistral:
 		cfg.SlidingWindow, cfg.RopeTheta = Window, 1e6
+		if o.Window > 0 {
+			cfg.SlidingWindow = o.Window
+		}
 	case Qwen2:
 		cfg.TieWordEmbeddings, cfg.RopeTheta, cfg.RMSNormEps = true, 1e6, 1e-6
 		cfg.SlidingWindow, cfg.MaxWindowLayers = cfg.MaxPositionEmbeddings, cfg.NumHiddenLayers
