@@ -1,6 +1,7 @@
 package llama
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -440,5 +441,33 @@ func TestArchRefusals(t *testing.T) {
 	}
 	if _, err := ms.LayerForward(&qp.Layers[0], make([]float64, mcfg.HiddenSize)); err == nil || !strings.Contains(err.Error(), "bias") {
 		t.Errorf("mistral layer with biases: %v", err)
+	}
+}
+
+// Configurations as released models ship them (trimmed of fields the
+// passes do not read) parse into the architecture transformers runs.
+func TestReleasedConfigs(t *testing.T) {
+	for _, c := range []struct {
+		name, json string
+		arch       string
+		window     int // of the last layer
+		bias       bool
+	}{
+		{"TinyLlama-1.1B", `{"model_type":"llama","hidden_act":"silu","hidden_size":2048,"intermediate_size":5632,"num_attention_heads":32,"num_hidden_layers":22,"num_key_value_heads":4,"rms_norm_eps":1e-05,"rope_scaling":null,"rope_theta":10000.0,"attention_bias":false,"pretraining_tp":1,"tie_word_embeddings":false,"vocab_size":32000,"max_position_embeddings":2048}`, ArchLlama, 0, false},
+		{"Mistral-7B-v0.1", `{"model_type":"mistral","hidden_act":"silu","hidden_size":4096,"intermediate_size":14336,"max_position_embeddings":32768,"num_attention_heads":32,"num_hidden_layers":32,"num_key_value_heads":8,"rms_norm_eps":1e-05,"rope_theta":10000.0,"sliding_window":4096,"tie_word_embeddings":false,"vocab_size":32000}`, ArchMistral, 4096, false},
+		{"Mistral-7B-v0.2", `{"model_type":"mistral","hidden_act":"silu","hidden_size":4096,"intermediate_size":14336,"max_position_embeddings":32768,"num_attention_heads":32,"num_hidden_layers":32,"num_key_value_heads":8,"rms_norm_eps":1e-05,"rope_theta":1000000.0,"sliding_window":null,"tie_word_embeddings":false,"vocab_size":32000}`, ArchMistral, 0, false},
+		{"Qwen2.5-0.5B", `{"model_type":"qwen2","hidden_act":"silu","hidden_size":896,"intermediate_size":4864,"max_position_embeddings":32768,"max_window_layers":24,"num_attention_heads":14,"num_hidden_layers":24,"num_key_value_heads":2,"rms_norm_eps":1e-06,"rope_theta":1000000.0,"sliding_window":32768,"tie_word_embeddings":true,"use_sliding_window":false,"vocab_size":151936}`, ArchQwen2, 0, true},
+	} {
+		var cfg checkpoint.LlamaConfig
+		if err := json.Unmarshal([]byte(c.json), &cfg); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if _, err := normalize(cfg); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		w := LayerWindows(cfg)
+		if Arch(cfg) != c.arch || w[len(w)-1] != c.window || HasQKVBias(cfg) != c.bias {
+			t.Errorf("%s: %s, last window %d, biases %v; want %s, %d, %v", c.name, Arch(cfg), w[len(w)-1], HasQKVBias(cfg), c.arch, c.window, c.bias)
+		}
 	}
 }
