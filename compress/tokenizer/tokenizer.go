@@ -4,7 +4,9 @@
 // Two kinds of tokenizer file are supported:
 //
 //   - the llama2.c tokenizer format (tokenizer.bin, tok512.bin, ...), encoded
-//     and decoded exactly as llama2.c's run.c does (see Llama2C);
+//     and decoded exactly as llama2.c's run.c does, or, for a vocabulary
+//     trained without byte fallback, with <unk> for what has no token, as
+//     SentencePiece does (see Llama2C);
 //   - a Hugging Face tokenizer.json whose model is a SentencePiece-style BPE
 //     (model.type "BPE" with vocab and merges, optional byte_fallback, the
 //     "▁" space marker added by a Prepend+Replace normalizer or a Metaspace

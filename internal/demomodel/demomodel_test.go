@@ -27,7 +27,7 @@ func TestWriteIsALlamaFolderAndDeterministic(t *testing.T) {
 	}
 	defer src.Close()
 	want := cfg
-	want.ModelType = "llama"
+	want.ModelType, want.HiddenAct = "llama", "silu"
 	if src.Config == nil || *src.Config != want {
 		t.Errorf("config.json reads back as %+v, want %+v", src.Config, want)
 	}
