@@ -1,7 +1,8 @@
 // Package cli is the pocketllm-native command line. Its commands:
 //
 //   - compress: compress a checkpoint into one .pllm file;
-//   - decompress: rebuild dense weights (safetensors or llama2.c) from it;
+//   - decompress: rebuild dense weights (safetensors, llama2.c or GGUF) from it;
+//   - convert: convert a checkpoint between those formats, uncompressed;
 //   - inspect: verify a .pllm file and report its tensors, sizes and errors;
 //   - demo: the whole job on a built-in model, end to end;
 //   - eval: score an original and a compressed model on a text (perplexity,
@@ -32,14 +33,14 @@ func New() *cli.App {
 	return &cli.App{
 		Name:  "pocketllm-native",
 		Usage: "compress LLM weights to 2-4 bits per weight with the PocketLLM method",
-		Description: "Compresses the linear layers of a Hugging Face safetensors model or a llama2.c checkpoint\n" +
+		Description: "Compresses the linear layers of a Hugging Face safetensors model, a llama2.c checkpoint or a GGUF file\n" +
 			"into one .pllm file (a small decoder, a latent codebook and bit-packed indices per tensor\n" +
 			"group), and reconstructs dense weights from it.",
 		// A repeated flag gives one value per use: bench --case values
 		// hold commas of their own.
 		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
-			compressCommand(), decompressCommand(), inspectCommand(), demoCommand(),
+			compressCommand(), decompressCommand(), convertCommand(), inspectCommand(), demoCommand(),
 			evalCommand(), generateCommand(), backendsCommand(), benchCommand(), sweepCommand(),
 		},
 		// Errors are printed once, by main, as one line.

@@ -12,12 +12,13 @@ func decompressCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "decompress",
 		Usage:     "rebuild dense weights from a .pllm file",
-		UsageText: "pocketllm-native decompress --in FILE.pllm --out PATH [--format safetensors|llama2c] [--dtype f32|f16|bf16]",
+		UsageText: "pocketllm-native decompress --in FILE.pllm --out PATH [--format safetensors|llama2c|gguf] [--dtype f32|f16|bf16] [--tokenizer FILE]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "in", Required: true, Usage: "the .pllm file"},
-			&cli.StringFlag{Name: "out", Required: true, Usage: "a folder (safetensors) or a file (llama2c) to write"},
-			&cli.StringFlag{Name: "format", Usage: "safetensors (a Hugging Face folder) or llama2c; default: the source's format"},
+			&cli.StringFlag{Name: "out", Required: true, Usage: "a folder (safetensors) or a file (llama2c, gguf) to write"},
+			&cli.StringFlag{Name: "format", Usage: "safetensors (a Hugging Face folder), llama2c or gguf; default: the source's format"},
 			&cli.StringFlag{Name: "dtype", Usage: "f32, f16 or bf16 for every floating-point tensor; default: each tensor's source dtype"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "GGUF output: the tokenizer to write (a llama2.c tokenizer .bin or a tokenizer.json); default: a GGUF source's own, or the folder's tokenizer.json"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
 			backendFlag,
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
@@ -29,7 +30,7 @@ func decompressCommand() *cli.Command {
 			}
 			o := pipeline.DecompressOptions{
 				In: c.String("in"), Out: c.String("out"), Format: c.String("format"),
-				DType: c.String("dtype"), Force: c.Bool("force"), Kernels: k,
+				DType: c.String("dtype"), Tokenizer: c.String("tokenizer"), Force: c.Bool("force"), Kernels: k,
 			}
 			if err := pipeline.Decompress(o); err != nil {
 				return err

@@ -11,7 +11,10 @@
 // model.layers.N.post_attention_layernorm.weight,
 // model.layers.N.mlp.{gate,up,down}_proj.weight, model.norm.weight and
 // lm_head.weight (absent when tied); llama2c sources add the legacy RoPE
-// tables llama2c.freq_cis_real and llama2c.freq_cis_imag.
+// tables llama2c.freq_cis_real and llama2c.freq_cis_imag; GGUF sources add
+// q/k/v biases (model.layers.N.self_attn.{q,k,v}_proj.bias, for qwen2) and
+// keep any tensor without a Hugging Face name under its GGUF name behind
+// "gguf.".
 //
 // The shared types are defined in package formatbase and aliased here, so
 // checkpoint.TensorInfo and the format packages' formatbase.TensorInfo are the

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"pocketllm-native/compress/checkpoint/formatbase"
+	"pocketllm-native/compress/gguf"
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/safetensors"
 	"pocketllm-native/internal/regularfile"
@@ -45,14 +46,15 @@ var weightExts = map[string]bool{
 // positioned reads, so memory does not grow with model size, and the read
 // methods are safe for concurrent use.
 type Source struct {
-	Format  string       // FormatSafetensors or FormatLlama2c
+	Format  string       // FormatSafetensors, FormatLlama2c or FormatGGUF
 	Path    string       // as given to Open
 	Tensors []TensorInfo // in file order (shards in name order)
 	// Config holds config.json's Llama fields; nil when there is no
-	// config.json or it does not parse. For llama2c it comes from the header.
+	// config.json or it does not parse. For llama2c it comes from the
+	// header, for GGUF from the metadata.
 	Config *LlamaConfig
-	// ConfigJSON is the raw config.json when present (llama2c: synthesized
-	// from the header).
+	// ConfigJSON is the raw config.json when present (llama2c, GGUF:
+	// synthesized from the header or metadata).
 	ConfigJSON []byte
 	// SideFiles are, for a model folder, every regular non-weight file
 	// beside the weights (config.json, tokenizer files, ...), sorted by
@@ -60,6 +62,9 @@ type Source struct {
 	// files of any format and weight indexes are left out. A single file
 	// or a llama2c checkpoint has none.
 	SideFiles []SideFile
+	// Notices say what was changed on reading, for the report (a GGUF
+	// file's Q8_0 tensors dequantized to F32).
+	Notices []string
 
 	index  map[string]entry
 	closer []io.Closer
@@ -83,7 +88,8 @@ type rawReader interface {
 //     model.safetensors.index.json, which must agree exactly with the
 //     shards' contents;
 //   - a .safetensors file is read as safetensors, a .bin file as a llama2c
-//     legacy checkpoint;
+//     legacy checkpoint, a .gguf file (or any file that starts with the
+//     GGUF magic) as GGUF;
 //   - any other file is tried as safetensors, then as llama2c, which is
 //     accepted only if its size is exactly what its header implies.
 func Open(path string) (*Source, error) {
@@ -106,6 +112,11 @@ func Open(path string) (*Source, error) {
 			return nil, pytorchHint(path, err)
 		}
 		return s, nil
+	case ".gguf":
+		return openGGUF(path)
+	}
+	if hasMagic(path, gguf.Magic) {
+		return openGGUF(path)
 	}
 	s, sterr := openSafetensors(path)
 	if sterr == nil {
@@ -117,6 +128,18 @@ func Open(path string) (*Source, error) {
 	}
 	trim := func(err error) string { return strings.TrimPrefix(err.Error(), path+": ") }
 	return nil, pytorchHint(path, fmt.Errorf("%s: not a checkpoint: as %s; as %s", path, trim(sterr), trim(l2err)))
+}
+
+// hasMagic reports whether the file at path starts with magic.
+func hasMagic(path, magic string) bool {
+	f, err := regularfile.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, len(magic))
+	_, err = io.ReadFull(f, b)
+	return err == nil && string(b) == magic
 }
 
 // pytorchHint replaces err with a clearer one for a PyTorch checkpoint

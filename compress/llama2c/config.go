@@ -272,6 +272,14 @@ func permuteRows(dst, src []byte, heads, rowBytes int, inverse bool) {
 	}
 }
 
+// PermuteRows is permuteRows for other formats that store Q and K in
+// llama2.c's interleaved rotary layout (GGUF's llama layout is the same):
+// inverse false turns that layout into Hugging Face's, true turns
+// Hugging Face's into it.
+func PermuteRows(dst, src []byte, heads, rowBytes int, inverse bool) {
+	permuteRows(dst, src, heads, rowBytes, inverse)
+}
+
 // FreqCis computes the legacy RoPE tables as llama2.c's model.py
 // (precompute_freqs_cis) does in float32: cos and sin of t*theta^(-2i/hs)
 // for t < seqLen, i < headSize/2. Use it to supply FreqCisReal and

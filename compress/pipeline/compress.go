@@ -194,6 +194,11 @@ func Compress(o CompressOptions) (*Report, error) {
 		return nil, err
 	}
 	defer src.Close()
+	for _, n := range src.Notices {
+		if o.Events != nil {
+			o.Events(Event{Kind: "notice", Stage: n})
+		}
+	}
 	chosen, kept, err := plan.Select(src.Tensors, include, exclude)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.In, err)

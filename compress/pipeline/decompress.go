@@ -21,41 +21,57 @@ import (
 	"pocketllm-native/internal/atomicfile"
 )
 
-// Output formats of Decompress: a Hugging Face folder (model.safetensors and
-// the side files), or one llama2.c legacy (version 0) checkpoint file.
+// Output formats of Decompress and Convert: a Hugging Face folder
+// (model.safetensors and the side files), one llama2.c legacy (version 0)
+// checkpoint file, or one GGUF file.
 const (
 	FormatSafetensors = checkpoint.FormatSafetensors
 	FormatLlama2c     = checkpoint.FormatLlama2c
+	FormatGGUF        = checkpoint.FormatGGUF
 )
 
 // DecompressOptions describe one reconstruction.
 type DecompressOptions struct {
 	In, Out string
-	// Format is FormatSafetensors or FormatLlama2c; "" picks the source's.
+	// Format is FormatSafetensors, FormatLlama2c or FormatGGUF; "" picks
+	// the source's.
 	Format string
 	// DType is "f32", "f16" or "bf16" for every floating-point tensor, or ""
 	// to give each tensor its source dtype.
-	DType   string
-	Force   bool
-	Kernels bindings.Kernels
+	DType string
+	// Tokenizer, for GGUF output, is a llama2.c tokenizer or a
+	// tokenizer.json to write into the file; "" uses the metadata of a GGUF
+	// source or the model folder's tokenizer.json.
+	Tokenizer string
+	Force     bool
+	Kernels   bindings.Kernels
+}
+
+// parseOutput checks an output format and a --dtype value.
+func parseOutput(format, dtypeFlag string) (checkpoint.DType, error) {
+	switch format {
+	case "", FormatSafetensors, FormatLlama2c, FormatGGUF:
+	default:
+		return "", fmt.Errorf("--format %q: want %s, %s or %s", format, FormatSafetensors, FormatLlama2c, FormatGGUF)
+	}
+	switch dtypeFlag {
+	case "":
+		return "", nil
+	case "f32":
+		return checkpoint.F32, nil
+	case "f16":
+		return checkpoint.F16, nil
+	case "bf16":
+		return checkpoint.BF16, nil
+	}
+	return "", fmt.Errorf("--dtype %q: want f32, f16 or bf16", dtypeFlag)
 }
 
 // Decompress rebuilds dense weights from a .pllm file.
 func Decompress(o DecompressOptions) error {
-	if format := o.Format; format != "" && format != FormatSafetensors && format != FormatLlama2c {
-		return fmt.Errorf("--format %q: want %s or %s", format, FormatSafetensors, FormatLlama2c)
-	}
-	var dtype checkpoint.DType
-	switch o.DType {
-	case "":
-	case "f32":
-		dtype = "F32"
-	case "f16":
-		dtype = "F16"
-	case "bf16":
-		dtype = "BF16"
-	default:
-		return fmt.Errorf("--dtype %q: want f32, f16 or bf16", o.DType)
+	dtype, err := parseOutput(o.Format, o.DType)
+	if err != nil {
+		return err
 	}
 	r, err := pllm.Open(o.In)
 	if err != nil {
@@ -65,23 +81,41 @@ func Decompress(o DecompressOptions) error {
 	format := o.Format
 	if format == "" {
 		format = FormatSafetensors
-		if r.Meta().SourceFormat == FormatLlama2c {
-			format = FormatLlama2c
+		switch r.Meta().SourceFormat {
+		case FormatLlama2c, FormatGGUF:
+			format = r.Meta().SourceFormat
 		}
 	}
+	return writeModel(pllmModel(r, o.In, o.Kernels), output{path: o.Out, format: format, dtype: dtype, dtypeFlag: o.DType, tokenizer: o.Tokenizer, force: o.Force})
+}
+
+// output is where and how a writer writes.
+type output struct {
+	path, format string
+	dtype        checkpoint.DType // "": each tensor's own
+	dtypeFlag    string           // as given, for messages
+	tokenizer    string
+	force        bool
+}
+
+// writeModel writes m in the output's format.
+func writeModel(m denseModel, o output) error {
 	// A replaced folder that a killed run left aside is put back first,
 	// so that the check below sees what the user last had.
-	atomicfile.RemoveLeftovers(o.Out)
-	if err := refuseExisting(o.Out, o.Force); err != nil {
+	atomicfile.RemoveLeftovers(o.path)
+	if err := refuseExisting(o.path, o.force); err != nil {
 		return err
 	}
-	if format == FormatSafetensors {
-		return writeFolder(r, o, dtype)
+	switch o.format {
+	case FormatSafetensors:
+		return writeFolder(m, o)
+	case FormatGGUF:
+		return writeGGUF(m, o)
 	}
-	if dtype != "" && dtype != "F32" {
-		return fmt.Errorf("--dtype %s: llama2.c checkpoints hold float32 only", o.DType)
+	if o.dtype != "" && o.dtype != checkpoint.F32 {
+		return fmt.Errorf("--dtype %s: llama2.c checkpoints hold float32 only", o.dtypeFlag)
 	}
-	return writeLlama2c(r, o)
+	return writeLlama2c(m, o)
 }
 
 func refuseExisting(path string, force bool) error {
@@ -182,86 +216,58 @@ func position(shape []int, e int) string {
 	return fmt.Sprintf("at element %d", e)
 }
 
+// outType is the dtype a tensor of dtype src is written in.
+func (o output) outType(src checkpoint.DType) checkpoint.DType {
+	if o.dtype != "" && isFloat(src) {
+		return o.dtype
+	}
+	return src
+}
+
 // writeFolder writes a Hugging Face style folder: model.safetensors plus the
 // stored side files (and config.json from the model config when the source
-// had none, as for llama2.c). It is built in a hidden folder beside Out and
-// moved into place (atomicfile.Dir), so a failure or a signal leaves
-// nothing behind, and a run killed outright leaves what the next one
-// cleans up.
-func writeFolder(r *pllm.Reader, o DecompressOptions, dtype checkpoint.DType) error {
-	out, err := atomicfile.CreateDir(o.Out, o.Force)
+// had none, as for llama2.c). It is built in a hidden folder beside the
+// output and moved into place (atomicfile.Dir), so a failure or a signal
+// leaves nothing behind, and a run killed outright leaves what the next
+// one cleans up.
+func writeFolder(m denseModel, o output) error {
+	out, err := atomicfile.CreateDir(o.path, o.force)
 	if err != nil {
-		return atomicfile.ForceHint(err, o.Out)
+		return atomicfile.ForceHint(err, o.path)
 	}
 	defer out.Abort()
 	tmp := out.Path()
 
-	// Header first: every tensor's name, dtype and shape, groups then raw tensors.
+	// Header first: every tensor's name, dtype and shape.
 	var infos []checkpoint.TensorInfo
-	groups := r.Groups()
-	outType := func(src checkpoint.DType) checkpoint.DType {
-		if dtype != "" && (src == "F32" || src == "F16" || src == "BF16") {
-			return dtype
-		}
-		return src
-	}
-	for _, g := range groups {
-		for _, m := range g.Members {
-			infos = append(infos, checkpoint.TensorInfo{Name: m.Name, DType: outType(checkpoint.DType(m.DType)), Shape: m.Shape})
-		}
-	}
-	raws := r.RawTensors()
-	for _, t := range raws {
+	for _, t := range m.infos {
 		if isLlama2cTable(t.Name) {
 			continue // RoPE tables only a llama2.c file carries
 		}
-		infos = append(infos, checkpoint.TensorInfo{Name: t.Name, DType: outType(checkpoint.DType(t.DType)), Shape: t.Shape})
+		infos = append(infos, checkpoint.TensorInfo{Name: t.Name, DType: o.outType(t.DType), Shape: t.Shape})
 	}
 	w, err := safetensors.Create(filepath.Join(tmp, "model.safetensors"), infos, map[string]string{"format": "pt"})
 	if err != nil {
 		return err
 	}
 	defer w.Abort()
-	for i := range groups {
-		members, data, err := reconstructGroup(r, o.In, i, o.Kernels)
-		if err != nil {
-			return err
-		}
-		for j, m := range members {
-			buf, err := encodeTensor(o.In, m.Name, outType(checkpoint.DType(m.DType)), m.Shape, data[j])
-			if err != nil {
-				return err
-			}
-			if err := w.Write(m.Name, buf); err != nil {
-				return err
-			}
-		}
-	}
-	for _, t := range raws {
+	err = m.each(func(t checkpoint.TensorInfo, vals []float32, raw []byte) error {
 		if isLlama2cTable(t.Name) {
-			continue
+			return nil
 		}
-		raw, err := r.ReadRaw(t.Name)
+		buf, err := tensorBytes(m.name, t, o.outType(t.DType), vals, raw)
 		if err != nil {
 			return err
 		}
-		if to := outType(checkpoint.DType(t.DType)); to != checkpoint.DType(t.DType) {
-			vals, err := checkpoint.DecodeFloat32(checkpoint.DType(t.DType), raw)
-			if err != nil {
-				return fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
-			}
-			if raw, err = encodeTensor(o.In, t.Name, to, t.Shape, vals); err != nil {
-				return err
-			}
-		}
-		if err := w.Write(t.Name, raw); err != nil {
-			return err
-		}
+		return w.Write(t.Name, buf)
+	})
+	if err != nil {
+		return err
 	}
 	if err := w.Close(); err != nil {
 		return err
 	}
-	side, err := r.SideFiles()
+	side, err := m.sideFiles()
 	if err != nil {
 		return err
 	}
@@ -269,47 +275,49 @@ func writeFolder(r *pllm.Reader, o DecompressOptions, dtype checkpoint.DType) er
 	for _, f := range side {
 		hasConfig = hasConfig || f.Name == "config.json"
 		if err := os.WriteFile(filepath.Join(tmp, f.Name), f.Data, 0o644); err != nil {
-			return fmt.Errorf("%s: %v", o.Out, err)
+			return fmt.Errorf("%s: %v", o.path, err)
 		}
 	}
-	if cfg := r.Meta().ModelConfig; !hasConfig && len(cfg) > 0 {
+	if cfg := m.configJSON; !hasConfig && len(cfg) > 0 {
 		if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfg, 0o644); err != nil {
-			return fmt.Errorf("%s: %v", o.Out, err)
+			return fmt.Errorf("%s: %v", o.path, err)
 		}
 	}
-	return atomicfile.ForceHint(out.Commit(), o.Out)
+	return atomicfile.ForceHint(out.Commit(), o.path)
 }
 
 func isLlama2cTable(name string) bool {
 	return name == llama2c.FreqCisReal || name == llama2c.FreqCisImag
 }
 
-// writeLlama2c reconstructs every tensor and writes a llama2.c checkpoint.
-func writeLlama2c(r *pllm.Reader, o DecompressOptions) error {
+// writeLlama2c reads every tensor and writes a llama2.c checkpoint.
+func writeLlama2c(m denseModel, o output) error {
 	var cfg checkpoint.LlamaConfig
-	if err := json.Unmarshal(r.Meta().ModelConfig, &cfg); err != nil || cfg.HiddenSize == 0 {
-		return fmt.Errorf("%s: no Llama model config stored; cannot write a llama2.c checkpoint", o.In)
+	if err := json.Unmarshal(m.configJSON, &cfg); err != nil || cfg.HiddenSize == 0 {
+		return fmt.Errorf("%s: no Llama model config stored; cannot write a llama2.c checkpoint", m.name)
 	}
 	tensors := map[string][]float32{}
-	for i := range r.Groups() {
-		members, data, err := reconstructGroup(r, o.In, i, o.Kernels)
-		if err != nil {
-			return err
+	err := m.each(func(t checkpoint.TensorInfo, vals []float32, raw []byte) error {
+		if vals == nil {
+			if !isFloat(t.DType) {
+				return nil // not a tensor of a llama2.c file
+			}
+			var err error
+			if vals, err = checkpoint.DecodeFloat32(t.DType, raw); err != nil {
+				return fmt.Errorf("%s: tensor %s: %w", m.name, t.Name, err)
+			}
 		}
-		for j, m := range members {
-			tensors[m.Name] = data[j]
-		}
-	}
-	raws := map[string]checkpoint.TensorInfo{}
-	for _, t := range r.RawTensors() {
-		raws[t.Name] = t
+		tensors[t.Name] = vals
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	get := func(name string) ([]float32, error) {
 		if v, ok := tensors[name]; ok {
 			return v, nil
 		}
-		t, ok := raws[name]
-		if !ok && isLlama2cTable(name) {
+		if isLlama2cTable(name) {
 			// A model that never was a llama2.c file has no RoPE tables; compute them.
 			re, im := llama2c.FreqCis(cfg.HiddenSize/cfg.NumAttentionHeads, cfg.MaxPositionEmbeddings)
 			if name == llama2c.FreqCisReal {
@@ -317,14 +325,7 @@ func writeLlama2c(r *pllm.Reader, o DecompressOptions) error {
 			}
 			return im, nil
 		}
-		if !ok {
-			return nil, fmt.Errorf("%s: tensor %s is not stored; a llama2.c checkpoint needs it", o.In, name)
-		}
-		raw, err := r.ReadRaw(name)
-		if err != nil {
-			return nil, err
-		}
-		return checkpoint.DecodeFloat32(t.DType, raw)
+		return nil, fmt.Errorf("%s: tensor %s is not stored; a llama2.c checkpoint needs it", m.name, name)
 	}
-	return llama2c.WriteWith(o.Out, cfg, get, checkpoint.WriteOptions{Overwrite: o.Force})
+	return llama2c.WriteWith(o.path, cfg, get, checkpoint.WriteOptions{Overwrite: o.force})
 }

@@ -1,0 +1,113 @@
+package checkpoint
+
+import (
+	"fmt"
+
+	"pocketllm-native/compress/checkpoint/formatbase"
+	"pocketllm-native/compress/gguf"
+)
+
+// FormatGGUF is a llama.cpp GGUF file.
+const FormatGGUF = "gguf"
+
+// GGUFMetadataFile is the side file in which a GGUF model's metadata (every
+// key and value, the tokenizer included) travels: a GGUF file with no
+// tensors (see FORMAT.md).
+const GGUFMetadataFile = "gguf-metadata"
+
+// ggufDTypes are the GGUF types read as they are; Q8_0 is read as F32.
+var ggufDTypes = map[gguf.GGMLType]DType{
+	gguf.GGMLF32: F32, gguf.GGMLF16: F16, gguf.GGMLBF16: BF16, gguf.GGMLQ8_0: F32,
+	gguf.GGMLI8: I8, gguf.GGMLI16: I16, gguf.GGMLI32: I32, gguf.GGMLI64: I64, gguf.GGMLF64: F64,
+}
+
+// ggufSource reads a GGUF file's tensors under the tool's names, in Hugging
+// Face's layout.
+type ggufSource struct {
+	f     *gguf.File
+	perm  gguf.Permuter
+	names map[string]gguf.TensorInfo // the tool's name -> the file's tensor
+}
+
+// openGGUF opens a GGUF file: tensors are renamed to Hugging Face names
+// (others keep their GGUF name behind gguf.UnmappedPrefix), their
+// dimensions reversed into row-major shapes, Q and K rows of a llama model
+// un-permuted, and Q8_0 tensors dequantized to F32. The metadata travels
+// as the side file GGUFMetadataFile; the config comes from it.
+func openGGUF(path string) (*Source, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newGGUFSource(path, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newGGUFSource(path string, f *gguf.File) (*Source, error) {
+	m, err := gguf.ModelOf(f.Header)
+	if err != nil {
+		return nil, fmt.Errorf("%s: gguf: %w", path, err)
+	}
+	md, err := gguf.EncodeMetadata(f.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("%s: gguf: %w", path, err)
+	}
+	if len(md) > MaxSideFileSize {
+		return nil, fmt.Errorf("%s: gguf: the metadata is %d bytes, more than the %d-byte limit for non-weight files", path, len(md), MaxSideFileSize)
+	}
+	g := &ggufSource{f: f, perm: m.Permuter(), names: make(map[string]gguf.TensorInfo, len(f.Tensors))}
+	s := newSource(FormatGGUF, path, len(f.Tensors))
+	s.closer = append(s.closer, f)
+	q8 := 0
+	for _, t := range f.Tensors {
+		name := gguf.HFName(t.Name)
+		if _, dup := g.names[name]; dup {
+			return nil, fmt.Errorf("%s: gguf: two tensors map to %q", path, name)
+		}
+		g.names[name] = t
+		if t.Type == gguf.GGMLQ8_0 {
+			q8++
+		}
+		s.add(TensorInfo{Name: name, DType: ggufDTypes[t.Type], Shape: t.Shape()}, g)
+	}
+	cfg := m.LlamaConfig()
+	s.Config, s.ConfigJSON = &cfg, m.ConfigJSON()
+	s.SideFiles = []SideFile{{Name: GGUFMetadataFile, Data: md}}
+	if q8 > 0 {
+		s.Notices = append(s.Notices, fmt.Sprintf("%s: %d Q8_0 tensors dequantized to F32", path, q8))
+	}
+	return s, nil
+}
+
+// Raw returns a tensor in the tool's layout: Q8_0 dequantized to F32 bytes,
+// Q and K rows un-permuted for llama.
+func (g *ggufSource) Raw(name string) ([]byte, error) {
+	t, ok := g.names[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: no tensor %q", g.f.Path(), name)
+	}
+	raw, err := g.f.Raw(t.Name)
+	if err != nil {
+		return nil, err
+	}
+	dt := ggufDTypes[t.Type]
+	if t.Type == gguf.GGMLQ8_0 {
+		v, err := gguf.DequantizeQ8_0(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w", g.f.Path(), t.Name, err)
+		}
+		if raw, err = formatbase.EncodeFloat32(F32, v); err != nil {
+			return nil, err
+		}
+	}
+	size, _ := dt.Size()
+	out, err := g.perm.ToHF(name, raw, t.Shape(), size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", g.f.Path(), err)
+	}
+	return out, nil
+}
