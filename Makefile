@@ -43,6 +43,7 @@ test-go:
 FUZZ_ = $(GOFLAGS_) $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME)
 fuzz:
 	$(FUZZ_) -fuzz '^FuzzParseHeader$$' ./compress/safetensors
+	$(FUZZ_) -fuzz '^FuzzGGUF$$' ./compress/gguf
 	$(FUZZ_) -fuzz '^FuzzOpen$$' ./compress/pllm
 	$(FUZZ_) -fuzz '^FuzzContent$$' ./compress/pllm
 

@@ -47,6 +47,11 @@ func (t TensorInfo) NumElements() int {
 	return n
 }
 
+// MaxMetadataBytes bounds the metadata section. Parsed values take several
+// times their encoded size in memory, so an absurd metadata section is
+// refused rather than followed; real tokenizers take a few megabytes.
+const MaxMetadataBytes = 64 << 20
+
 // Header is a parsed GGUF header: everything but the tensor data.
 type Header struct {
 	Version   uint32
@@ -181,6 +186,9 @@ func (p *parser) header() (*Header, error) {
 		t := ValueType(p.u32(func() string { return fmt.Sprintf("type of metadata %q", key) }))
 		v := p.value(key, t, false)
 		h.Metadata = append(h.Metadata, KV{Key: key, Value: v})
+		if p.err == nil && p.pos > MaxMetadataBytes {
+			return nil, fmt.Errorf("the metadata runs past %d bytes (at key %q), more than this tool reads", MaxMetadataBytes, key)
+		}
 	}
 	if p.err != nil {
 		return nil, p.err
@@ -230,6 +238,10 @@ func (p *parser) value(key string, t ValueType, inArray bool) Value {
 			return v
 		}
 		n := p.count(fmt.Sprintf("metadata %q array length", key), max(v.Elem.minSize(), 1))
+		if int64(n)*int64(max(v.Elem.minSize(), 1)) > MaxMetadataBytes {
+			p.fail("metadata %q: an array of %d items is more than the %d bytes of metadata this tool reads", key, n, MaxMetadataBytes)
+			return v
+		}
 		v.Items = make([]Value, 0, n)
 		for i := 0; i < n && p.err == nil; i++ {
 			v.Items = append(v.Items, p.value(key, v.Elem, true))

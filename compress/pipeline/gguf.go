@@ -3,11 +3,14 @@ package pipeline
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/gguf"
 	"pocketllm-native/compress/tokenizer"
+	"pocketllm-native/internal/regularfile"
 )
 
 // ggmlTypes are the dtypes a GGUF file can hold.
@@ -98,7 +101,7 @@ func ggufMetadata(m denseModel, model gguf.Model, tokPath string) (gguf.Metadata
 	if err != nil {
 		return nil, false, err
 	}
-	var tokJSON []byte
+	hasTok := false
 	for _, f := range side {
 		switch f.Name {
 		case checkpoint.GGUFMetadataFile:
@@ -111,25 +114,25 @@ func ggufMetadata(m denseModel, model gguf.Model, tokPath string) (gguf.Metadata
 				return nil, false, fmt.Errorf("%s: side file %s is for architecture %q, the model config for %q", m.name, f.Name, a.Str, model.Arch)
 			}
 			if tokPath != "" {
-				tok, err := tokenizerMetadata(tokPath, nil)
+				tok, err := tokenizerMetadata(tokPath, nil, model.Arch)
 				if err != nil {
 					return nil, false, err
 				}
-				md = append(withoutTokenizer(md), tok...)
+				md = withTokenizer(md, tok)
 			}
 			if err := checkVocab(md, model, m.name); err != nil {
 				return nil, false, err
 			}
 			return md, true, nil
 		case "tokenizer.json":
-			tokJSON = f.Data
+			hasTok = true
 		}
 	}
 	md := model.Metadata()
-	if tokPath == "" && tokJSON == nil {
+	if tokPath == "" && !hasTok {
 		return nil, false, fmt.Errorf("%s: GGUF output needs a tokenizer: give --tokenizer (a llama2.c tokenizer or a tokenizer.json)", m.name)
 	}
-	tok, err := tokenizerMetadata(tokPath, tokJSON)
+	tok, err := tokenizerMetadata(tokPath, side, model.Arch)
 	if err != nil {
 		return nil, false, err
 	}
@@ -137,12 +140,20 @@ func ggufMetadata(m denseModel, model gguf.Model, tokPath string) (gguf.Metadata
 	return md, false, checkVocab(md, model, m.name)
 }
 
-func withoutTokenizer(md gguf.Metadata) gguf.Metadata {
+// withTokenizer replaces md's tokenizer keys with tok's, where the first
+// of them was.
+func withTokenizer(md, tok gguf.Metadata) gguf.Metadata {
 	var out gguf.Metadata
+	placed := false
 	for _, kv := range md {
 		if !strings.HasPrefix(kv.Key, "tokenizer.") {
 			out = append(out, kv)
+		} else if !placed {
+			out, placed = append(out, tok...), true
 		}
+	}
+	if !placed {
+		out = append(out, tok...)
 	}
 	return out
 }
@@ -156,28 +167,72 @@ func checkVocab(md gguf.Metadata, model gguf.Model, name string) error {
 	return nil
 }
 
-// tokenizerMetadata reads the tokenizer at path (or, when path is "", the
-// tokenizer.json content given) as GGUF tokenizer metadata.
-func tokenizerMetadata(path string, tokJSON []byte) (gguf.Metadata, error) {
-	var tok tokenizer.Tokenizer
-	var err error
-	if path != "" {
-		tok, err = tokenizer.Load(path)
-	} else {
-		path = "tokenizer.json"
-		tok, err = tokenizer.ParseHF(path, tokJSON)
+// tokenizerMetadata reads the tokenizer at path as GGUF tokenizer
+// metadata: a llama2.c tokenizer, a tokenizer.json (with the
+// tokenizer_config.json beside it, if any), a folder holding either, or a
+// GGUF file whose tokenizer is copied. With path "", the side files'
+// tokenizer.json is used.
+func tokenizerMetadata(path string, side []checkpoint.SideFile, arch string) (gguf.Metadata, error) {
+	if path == "" {
+		var tok, cfg []byte
+		for _, f := range side {
+			switch f.Name {
+			case "tokenizer.json":
+				tok = f.Data
+			case "tokenizer_config.json":
+				cfg = f.Data
+			}
+		}
+		md, err := gguf.HFTokenizer(tok, cfg, arch)
+		if err != nil {
+			return nil, fmt.Errorf("side file %w", err)
+		}
+		return md, nil
 	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		for _, name := range []string{"tokenizer.json", "tokenizer.bin"} {
+			if fi, err := os.Stat(filepath.Join(path, name)); err == nil && fi.Mode().IsRegular() {
+				return tokenizerMetadata(filepath.Join(path, name), nil, arch)
+			}
+		}
+		return nil, fmt.Errorf("tokenizer: %s: folder holds neither tokenizer.json nor tokenizer.bin", path)
+	}
+	data, err := regularfile.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(data, []byte(gguf.Magic)):
+		h, err := gguf.Parse(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return nil, fmt.Errorf("tokenizer: %s: gguf: %w", path, err)
+		}
+		var md gguf.Metadata
+		for _, kv := range h.Metadata {
+			if strings.HasPrefix(kv.Key, "tokenizer.") {
+				md = append(md, kv)
+			}
+		}
+		if len(md) == 0 {
+			return nil, fmt.Errorf("tokenizer: %s: the GGUF file has no tokenizer", path)
+		}
+		return md, nil
+	case bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")):
+		cfg, _ := regularfile.ReadFile(filepath.Join(filepath.Dir(path), "tokenizer_config.json"))
+		md, err := gguf.HFTokenizer(data, cfg, arch)
+		if err != nil {
+			return nil, fmt.Errorf("tokenizer: %s: %w", path, err)
+		}
+		return md, nil
+	}
+	t, err := tokenizer.ParseLlama2C(path, data)
 	if err != nil {
 		return nil, err
 	}
-	switch t := tok.(type) {
-	case *tokenizer.Llama2C:
-		pieces := make([]string, t.VocabSize())
-		scores := make([]float32, t.VocabSize())
-		for i := range pieces {
-			pieces[i], scores[i] = t.Piece(i), t.Score(i)
-		}
-		return gguf.Llama2CTokenizer(pieces, scores), nil
+	pieces := make([]string, t.VocabSize())
+	scores := make([]float32, t.VocabSize())
+	for i := range pieces {
+		pieces[i], scores[i] = t.Piece(i), t.Score(i)
 	}
-	return nil, fmt.Errorf("%s: only llama2.c tokenizers can be written into GGUF so far", path)
+	return gguf.Llama2CTokenizer(pieces, scores), nil
 }

@@ -1,0 +1,356 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"pocketllm-native/bindings"
+	"pocketllm-native/compress/checkpoint"
+	"pocketllm-native/compress/gguf"
+	"pocketllm-native/compress/llama2c"
+	"pocketllm-native/compress/rtn"
+	"pocketllm-native/internal/sharedtest"
+)
+
+// tinyLlama2c writes a small random llama2.c model (grouped-query
+// attention, shared classifier) and a llama2.c tokenizer of its vocabulary:
+// <unk>, <s>, </s>, the 256 byte tokens and a few words.
+func tinyLlama2c(t *testing.T, dir string) (model, tok string) {
+	t.Helper()
+	words := []string{" ", "a", "b", " a", "ab"}
+	cfg := checkpoint.LlamaConfig{HiddenSize: 8, IntermediateSize: 12, NumHiddenLayers: 2, NumAttentionHeads: 2,
+		NumKeyValueHeads: 1, VocabSize: 259 + len(words), MaxPositionEmbeddings: 16, TieWordEmbeddings: true}
+	c, err := llama2c.ConfigFromLlama(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	re, im := llama2c.FreqCis(c.HeadSize(), c.SeqLen)
+	get := func(name string) ([]float32, error) {
+		switch name {
+		case llama2c.FreqCisReal:
+			return re, nil
+		case llama2c.FreqCisImag:
+			return im, nil
+		}
+		for _, info := range c.Tensors() {
+			if info.Name == name {
+				v := make([]float32, info.NumElements())
+				for i := range v {
+					v[i] = float32(rng.NormFloat64())
+				}
+				return v, nil
+			}
+		}
+		t.Fatalf("no tensor %s", name)
+		return nil, nil
+	}
+	model = filepath.Join(dir, "tiny.bin")
+	if err := llama2c.Write(model, cfg, get); err != nil {
+		t.Fatal(err)
+	}
+	pieces := []string{"<unk>", "\n<s>\n", "\n</s>\n"}
+	for b := 0; b < 256; b++ {
+		pieces = append(pieces, string([]byte{'<', '0', 'x', "0123456789ABCDEF"[b>>4], "0123456789ABCDEF"[b&15], '>'}))
+	}
+	pieces = append(pieces, words...)
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.LittleEndian, int32(8))
+	for i, p := range pieces {
+		binary.Write(&buf, binary.LittleEndian, float32(-i))
+		binary.Write(&buf, binary.LittleEndian, int32(len(p)))
+		buf.WriteString(p)
+	}
+	tok = filepath.Join(dir, "tok.bin")
+	if err := os.WriteFile(tok, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return model, tok
+}
+
+func convert(t *testing.T, o ConvertOptions) {
+	t.Helper()
+	if _, err := Convert(o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openGGUF(t *testing.T, path string) *gguf.File {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// sameTensors checks that two checkpoints hold the same tensors, bit for
+// bit, leaving out llama2.c's RoPE tables (a GGUF file has none).
+func sameTensors(t *testing.T, a, b string) {
+	t.Helper()
+	sa, err := checkpoint.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sa.Close()
+	sb, err := checkpoint.Open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	n := 0
+	for _, info := range sa.Tensors {
+		if isLlama2cTable(info.Name) {
+			continue
+		}
+		n++
+		other, ok := sb.Info(info.Name)
+		if !ok || other.DType != info.DType || !cmp.Equal(other.Shape, info.Shape) {
+			t.Fatalf("%s: tensor %s is %+v in %s, %+v here", b, info.Name, other, a, info)
+		}
+		ra, _ := sa.Raw(info.Name)
+		rb, err := sb.Raw(info.Name)
+		if err != nil || !bytes.Equal(ra, rb) {
+			t.Fatalf("tensor %s differs between %s and %s (%v)", info.Name, a, b, err)
+		}
+	}
+	for _, info := range sb.Tensors {
+		if _, ok := sa.Info(info.Name); !ok && !isLlama2cTable(info.Name) {
+			t.Fatalf("%s has tensor %s, %s does not", b, info.Name, a)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no tensors compared")
+	}
+}
+
+// roundTrips converts a llama2.c model to GGUF and back to llama2.c and to
+// a Hugging Face folder, checking the GGUF file against llama.cpp's
+// conventions on the way, and returns the GGUF path.
+func roundTrips(t *testing.T, dir, model, tok string, sameFile bool) string {
+	g := filepath.Join(dir, "m.gguf")
+	convert(t, ConvertOptions{In: model, Out: g, Tokenizer: tok})
+	f := openGGUF(t, g)
+	lf, err := llama2c.Open(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	c := lf.Config()
+	md := f.Metadata
+	for key, want := range map[string]uint64{
+		"llama.context_length": uint64(c.SeqLen), "llama.embedding_length": uint64(c.Dim), "llama.block_count": uint64(c.NLayers),
+		"llama.feed_forward_length": uint64(c.HiddenDim), "llama.attention.head_count": uint64(c.NHeads),
+		"llama.attention.head_count_kv": uint64(c.NKVHeads), "llama.rope.dimension_count": uint64(c.HeadSize()),
+		"tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2, "tokenizer.ggml.unknown_token_id": 0, "general.file_type": 0,
+	} {
+		if v, ok := md.Get(key); !ok || v.Type != gguf.TypeUint32 || v.Bits != want {
+			t.Errorf("%s = %+v, want uint32 %d", key, v, want)
+		}
+	}
+	if v, _ := md.Get("general.architecture"); v.Str != "llama" || md[0].Key != "general.architecture" {
+		t.Errorf("general.architecture %q is not first and llama", v.Str)
+	}
+	if v, _ := md.Get("llama.attention.layer_norm_rms_epsilon"); v.Type != gguf.TypeFloat32 || math.Float32frombits(uint32(v.Bits)) != 1e-5 {
+		t.Errorf("rms epsilon %+v", v)
+	}
+	toks, _ := md.Get("tokenizer.ggml.tokens")
+	types, _ := md.Get("tokenizer.ggml.token_type")
+	strs, _ := toks.Strings()
+	tt, _ := types.Ints()
+	if len(strs) != c.VocabSize || len(tt) != c.VocabSize || strs[0] != "<unk>" || strs[1] != "<s>" || strs[2] != "</s>" ||
+		tt[0] != gguf.TokenUnknown || tt[1] != gguf.TokenControl || tt[3] != gguf.TokenByte || strs[3] != "<0x00>" || tt[259] != gguf.TokenNormal {
+		t.Errorf("tokenizer: %d tokens, first %q, types %v", len(strs), strs[:4], tt[:4])
+	}
+	if all := strings.Join(strs, ""); strings.Contains(all, " ") || !strings.Contains(all, "▁") {
+		t.Errorf("spaces are not all written as ▁")
+	}
+	// llama2.c keeps Q and K in the layout llama.cpp wants, which is why
+	// convert-llama2c-to-ggml copies them as they are: the GGUF rows must
+	// be the llama2.c file's bytes.
+	raw, _ := os.ReadFile(model)
+	d, l, v := c.Dim, c.NLayers, c.VocabSize
+	wq := llama2c.HeaderSize + 4*(v*d+l*d)
+	wk := wq + 4*l*d*d
+	for _, x := range []struct {
+		name string
+		off  int
+		n    int
+	}{{"blk.0.attn_q.weight", wq, d * d}, {"blk.1.attn_q.weight", wq + 4*d*d, d * d}, {"blk.1.attn_k.weight", wk + 4*c.KVDim()*d, c.KVDim() * d}} {
+		got, err := f.Raw(x.name)
+		if err != nil || !bytes.Equal(got, raw[x.off:x.off+4*x.n]) {
+			t.Errorf("%s is not the llama2.c file's rows (%v)", x.name, err)
+		}
+		if info, _ := f.Info(x.name); info.Dims[0] != d {
+			t.Errorf("%s dims %v, want [%d, rows]", x.name, info.Dims, d)
+		}
+	}
+	if _, ok := f.Info("output.weight"); ok {
+		t.Error("a tied model got output.weight")
+	}
+
+	back := filepath.Join(dir, "back.bin")
+	convert(t, ConvertOptions{In: g, Out: back})
+	if sameFile {
+		if got, _ := os.ReadFile(back); !bytes.Equal(got, raw) {
+			t.Error("llama2.c -> GGUF -> llama2.c is not byte-identical")
+		}
+	}
+	sameTensors(t, model, back)
+	viaGGUF, direct := filepath.Join(dir, "hf-gguf"), filepath.Join(dir, "hf")
+	convert(t, ConvertOptions{In: g, Out: viaGGUF})
+	convert(t, ConvertOptions{In: model, Out: direct})
+	sameTensors(t, direct, viaGGUF)
+	sameTensors(t, model, viaGGUF)
+	// A GGUF written from the folder the GGUF became is the same file.
+	again := filepath.Join(dir, "again.gguf")
+	convert(t, ConvertOptions{In: viaGGUF, Out: again})
+	if a, b := mustRead(t, g), mustRead(t, again); !bytes.Equal(a, b) {
+		t.Error("GGUF -> folder -> GGUF is not byte-identical")
+	}
+	return g
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestConvertLlama2cGGUFRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	model, tok := tinyLlama2c(t, dir)
+	g := roundTrips(t, dir, model, tok, true)
+
+	half := filepath.Join(dir, "half.gguf")
+	convert(t, ConvertOptions{In: g, Out: half, DType: "f16"})
+	hf := openGGUF(t, half)
+	for _, ti := range hf.Tensors {
+		if ti.Type != gguf.GGMLF16 {
+			t.Errorf("--dtype f16: %s is %s", ti.Name, ti.Type)
+		}
+	}
+	if v, _ := hf.Metadata.Get("general.file_type"); v.Bits != 1 {
+		t.Errorf("general.file_type %d, want 1 (mostly F16)", v.Bits)
+	}
+	orig := openGGUF(t, g)
+	if len(hf.Metadata) != len(orig.Metadata) {
+		t.Errorf("--dtype f16 changed the metadata keys")
+	}
+}
+
+// TestGGUFCompressRoundTrip compresses a GGUF file and decompresses it to
+// GGUF: every metadata key and value comes back, kept tensors bit for bit.
+func TestGGUFCompressRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	model, tok := tinyLlama2c(t, dir)
+	g := filepath.Join(dir, "m.gguf")
+	convert(t, ConvertOptions{In: model, Out: g, Tokenizer: tok})
+	compressDecompressGGUF(t, dir, g)
+}
+
+func compressDecompressGGUF(t *testing.T, dir, g string) {
+	p := filepath.Join(dir, "m.pllm")
+	o := CompressOptions{In: g, Out: p, Include: `(^|\.)(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$`, Share: "none",
+		MethodName: MethodRTN, RTN: rtn.Settings{Bits: 4, GroupSize: 8}, Kernels: bindings.Go(), Calibration: Calibration{Off: true}}
+	if _, err := Compress(o); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.gguf")
+	if err := Decompress(DecompressOptions{In: p, Out: out, Kernels: bindings.Go()}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := openGGUF(t, g), openGGUF(t, out)
+	if diff := cmp.Diff(a.Metadata, b.Metadata); diff != "" {
+		t.Fatalf("metadata changed (-in +out):\n%s", diff)
+	}
+	if len(a.Tensors) != len(b.Tensors) {
+		t.Fatalf("%d tensors in, %d out", len(a.Tensors), len(b.Tensors))
+	}
+	kept := 0
+	for _, ta := range a.Tensors {
+		tb, ok := b.Info(ta.Name)
+		if !ok || tb.Type != ta.Type || !cmp.Equal(tb.Dims, ta.Dims) {
+			t.Fatalf("tensor %s: %+v in, %+v out", ta.Name, ta, tb)
+		}
+		if strings.Contains(ta.Name, "norm") || ta.Name == "token_embd.weight" {
+			kept++
+			ra, _ := a.Raw(ta.Name)
+			rb, _ := b.Raw(ta.Name)
+			if !bytes.Equal(ra, rb) {
+				t.Errorf("kept tensor %s changed", ta.Name)
+			}
+		}
+	}
+	if kept == 0 {
+		t.Fatal("no kept tensor compared")
+	}
+}
+
+func TestGGUFOutputErrors(t *testing.T) {
+	dir := t.TempDir()
+	model, tok := tinyLlama2c(t, dir)
+	out := filepath.Join(dir, "x.gguf")
+	for _, c := range []struct {
+		o    ConvertOptions
+		want string
+	}{
+		{ConvertOptions{In: model, Out: out}, "GGUF output needs a tokenizer"},
+		{ConvertOptions{In: model, Out: out, Tokenizer: model}, "tokenizer"},
+		{ConvertOptions{In: model, Out: out, Tokenizer: tok, DType: "f8"}, `--dtype "f8"`},
+		{ConvertOptions{In: model, Out: out, Tokenizer: tok, Format: "onnx"}, `--format "onnx"`},
+	} {
+		_, err := Convert(c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: err %v, want %q", c.o, err, c.want)
+		}
+		if _, serr := os.Stat(out); serr == nil {
+			t.Fatalf("%+v: left %s behind", c.o, out)
+		}
+	}
+	// A tokenizer of another size than the vocabulary.
+	short := filepath.Join(dir, "short.bin")
+	raw := mustRead(t, tok)
+	if err := os.WriteFile(short, raw[:len(raw)-len("ab")-8], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Convert(ConvertOptions{In: model, Out: out, Tokenizer: short}); err == nil || !strings.Contains(err.Error(), "tokenizer has 263 tokens, the model a vocabulary of 264") {
+		t.Errorf("short tokenizer: %v", err)
+	}
+	g := filepath.Join(dir, "m.gguf")
+	convert(t, ConvertOptions{In: model, Out: g, Tokenizer: tok})
+	if _, err := Convert(ConvertOptions{In: model, Out: g, Tokenizer: tok}); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("existing output: %v", err)
+	}
+	// A truncated GGUF input is refused with one line naming it.
+	cut := filepath.Join(dir, "cut.gguf")
+	full := mustRead(t, g)
+	if err := os.WriteFile(cut, full[:len(full)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Convert(ConvertOptions{In: cut, Out: filepath.Join(dir, "cut.bin")}); err == nil || !strings.HasPrefix(err.Error(), cut+": gguf: truncated") {
+		t.Errorf("truncated input: %v", err)
+	}
+}
+
+func TestStories260KGGUF(t *testing.T) {
+	model := sharedtest.Path(t, "models", "stories260K", "stories260K.bin")
+	tok := sharedtest.Path(t, "models", "stories260K", "tok512.bin")
+	dir := t.TempDir()
+	// The RoPE tables PyTorch wrote differ from FreqCis's in the last bits,
+	// so the file comes back with the weights identical, not byte for byte.
+	g := roundTrips(t, dir, model, tok, false)
+	compressDecompressGGUF(t, dir, g)
+}
