@@ -290,6 +290,9 @@ func parseTokenizerConfig(data []byte) tokenizerConfig {
 		return c
 	}
 	tok := func(r json.RawMessage) *string {
+		if len(r) == 0 || string(r) == "null" {
+			return nil
+		}
 		var s string
 		if json.Unmarshal(r, &s) == nil {
 			return &s

@@ -23,7 +23,7 @@ type Calibration struct {
 	// original model itself, at temperature 1, seeded by Seed.
 	Text string
 	// Tokenizer is a tokenizer file or folder; "" uses the input folder's own
-	// (a Hugging Face folder carries one). Without one, calibration falls
+	// (a Hugging Face folder carries one) or a GGUF input's. Without one, calibration falls
 	// back to the weight-space objective with a notice.
 	Tokenizer    string
 	MaxTokens    int // use at most this many tokens (0: all)
@@ -57,6 +57,17 @@ func loadCalibration(src *checkpoint.Source, c Calibration) (*calibrationSet, st
 	tokPath := c.Tokenizer
 	if tokPath == "" {
 		if st, err := os.Stat(src.Path); err == nil && st.IsDir() && hasTokenizer(src.Path) {
+			tokPath = src.Path
+		}
+		if src.Format == checkpoint.FormatGGUF {
+			// A GGUF file carries its tokenizer; one this tool cannot
+			// encode with is the same as none.
+			if _, err := tokenizer.LoadGGUF(src.Path); err != nil {
+				if c.Text != "" {
+					return nil, "", fmt.Errorf("calibration: %s needs a tokenizer: pass --tokenizer (%v)", c.Text, err)
+				}
+				return nil, fmt.Sprintf("%s: compressing with the weight-space objective (pass --tokenizer to calibrate): %v", src.Path, err), nil
+			}
 			tokPath = src.Path
 		}
 	}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -353,4 +354,102 @@ func TestStories260KGGUF(t *testing.T) {
 	// so the file comes back with the weights identical, not byte for byte.
 	g := roundTrips(t, dir, model, tok, false)
 	compressDecompressGGUF(t, dir, g)
+}
+
+// TestGGUFFromFolderTokenizerJSON writes a Hugging Face folder with a
+// SentencePiece-style tokenizer.json to GGUF: the tokenizer comes from the
+// folder, scored by merge rank.
+func TestGGUFFromFolderTokenizerJSON(t *testing.T) {
+	dir := t.TempDir()
+	model, _ := tinyLlama2c(t, dir)
+	folder := filepath.Join(dir, "hf")
+	convert(t, ConvertOptions{In: model, Out: folder})
+	vocab := map[string]int{"<unk>": 0, "<s>": 1, "</s>": 2}
+	for b := 0; b < 256; b++ {
+		vocab[string([]byte{'<', '0', 'x', "0123456789ABCDEF"[b>>4], "0123456789ABCDEF"[b&15], '>'})] = 3 + b
+	}
+	for i, w := range []string{"▁", "a", "b", "▁a", "ab"} {
+		vocab[w] = 259 + i
+	}
+	tj, _ := json.Marshal(map[string]any{
+		"model":        map[string]any{"type": "BPE", "vocab": vocab, "merges": []string{"▁ a", "a b"}, "byte_fallback": true, "unk_token": "<unk>"},
+		"added_tokens": []map[string]any{{"id": 1, "content": "<s>", "special": true}, {"id": 2, "content": "</s>", "special": true}},
+		"decoder":      map[string]any{"type": "Sequence", "decoders": []any{map[string]any{"type": "Replace"}}},
+	})
+	if err := os.WriteFile(filepath.Join(folder, "tokenizer.json"), tj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "m.gguf")
+	convert(t, ConvertOptions{In: folder, Out: out})
+	md := openGGUF(t, out).Metadata
+	if v, _ := md.Get("tokenizer.ggml.model"); v.Str != "llama" {
+		t.Fatalf("tokenizer model %q", v.Str)
+	}
+	scores, _ := md.Get("tokenizer.ggml.scores")
+	sc, _ := scores.Float32s()
+	types, _ := md.Get("tokenizer.ggml.token_type")
+	tt, _ := types.Ints()
+	if sc[262] != 0 || sc[263] != -1 || sc[260] != -3 || tt[0] != gguf.TokenUnknown || tt[1] != gguf.TokenControl || tt[3] != gguf.TokenByte || tt[262] != gguf.TokenNormal {
+		t.Errorf("scores %v, types %v", sc[259:], tt[:4])
+	}
+	for key, want := range map[string]uint64{"tokenizer.ggml.unknown_token_id": 0, "tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2} {
+		if v, ok := md.Get(key); !ok || v.Bits != want {
+			t.Errorf("%s = %+v, want %d", key, v, want)
+		}
+	}
+}
+
+// TestHFTokenizerByteLevel writes a byte-level BPE tokenizer (Qwen2's kind)
+// as llama.cpp's "gpt2" model.
+func TestHFTokenizerByteLevel(t *testing.T) {
+	tj, _ := json.Marshal(map[string]any{
+		"model":         map[string]any{"type": "BPE", "vocab": map[string]int{"a": 0, "b": 1, "ab": 2, "Ġ": 3}, "merges": [][]string{{"a", "b"}}},
+		"added_tokens":  []map[string]any{{"id": 5, "content": "<|endoftext|>", "special": true}, {"id": 6, "content": "<tool>", "special": false}},
+		"pre_tokenizer": map[string]any{"type": "Sequence", "pretokenizers": []any{map[string]any{"type": "Split"}, map[string]any{"type": "ByteLevel"}}},
+	})
+	cfg := []byte(`{"eos_token": {"content": "<|endoftext|>"}, "bos_token": null, "add_bos_token": false}`)
+	md, err := gguf.HFTokenizer(tj, cfg, gguf.ArchQwen2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(k string) gguf.Value { v, _ := md.Get(k); return v }
+	toks, _ := get("tokenizer.ggml.tokens").Strings()
+	tt, _ := get("tokenizer.ggml.token_type").Ints()
+	merges, _ := get("tokenizer.ggml.merges").Strings()
+	if get("tokenizer.ggml.model").Str != "gpt2" || get("tokenizer.ggml.pre").Str != "qwen2" ||
+		!cmp.Equal(toks, []string{"a", "b", "ab", "Ġ", "[PAD4]", "<|endoftext|>", "<tool>"}) ||
+		!cmp.Equal(tt, []int64{1, 1, 1, 1, gguf.TokenUnused, gguf.TokenControl, gguf.TokenUserDefined}) ||
+		!cmp.Equal(merges, []string{"a b"}) || get("tokenizer.ggml.eos_token_id").Bits != 5 {
+		t.Errorf("metadata %+v", md)
+	}
+	if _, ok := md.Get("tokenizer.ggml.bos_token_id"); ok {
+		t.Error("a bos id without a BOS token")
+	}
+	if v := get("tokenizer.ggml.add_bos_token"); v.Type != gguf.TypeBool || v.Bits != 0 {
+		t.Errorf("add_bos_token %+v", v)
+	}
+	if _, err := gguf.HFTokenizer([]byte(`{"model":{"type":"Unigram"}}`), nil, "llama"); err == nil || !strings.Contains(err.Error(), "Unigram") {
+		t.Errorf("unigram: %v", err)
+	}
+}
+
+// TestGGUFCalibrationUsesItsTokenizer: compressing a GGUF file calibrates
+// with the tokenizer in its metadata, no --tokenizer needed.
+func TestGGUFCalibrationUsesItsTokenizer(t *testing.T) {
+	dir := t.TempDir()
+	model, tok := tinyLlama2c(t, dir)
+	g := filepath.Join(dir, "m.gguf")
+	convert(t, ConvertOptions{In: model, Out: g, Tokenizer: tok})
+	src, err := checkpoint.Open(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	cs, notice, err := loadCalibration(src, Calibration{Samples: 2, SampleTokens: 8, Seed: 1})
+	if err != nil || cs == nil || notice != "" {
+		t.Fatalf("calibration set %v, notice %q, err %v", cs != nil, notice, err)
+	}
+	if cs.tokens == 0 {
+		t.Error("no calibration tokens")
+	}
 }

@@ -62,7 +62,8 @@ type Tokenizer interface {
 	Unknown() int
 }
 
-// Load opens a tokenizer, choosing the format by the file's content:
+// Load opens a tokenizer, choosing the format by the file's content: a GGUF
+// file's tokenizer is read from its metadata (see LoadGGUF),
 // a JSON object is a Hugging Face tokenizer.json, anything else is read as
 // a llama2.c tokenizer file (whose length must then add up exactly). A directory is searched for tokenizer.json,
 // then tokenizer.bin. For a tokenizer.json, a tokenizer_config.json beside
@@ -88,6 +89,9 @@ func Load(path string) (Tokenizer, error) {
 	}
 	if strings.EqualFold(filepath.Ext(path), ".model") {
 		return nil, fmt.Errorf("tokenizer: %s: SentencePiece .model files are not supported; provide tokenizer.json or a llama2.c tokenizer.bin", path)
+	}
+	if isGGUF(path) {
+		return LoadGGUF(path)
 	}
 	data, err := regularfile.ReadFile(path)
 	if err != nil {
