@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ import (
 	"pocketllm-native/compress/gguf"
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/rtn"
+	"pocketllm-native/compress/safetensors"
 	"pocketllm-native/internal/sharedtest"
 )
 
@@ -451,5 +453,137 @@ func TestGGUFCalibrationUsesItsTokenizer(t *testing.T) {
 	}
 	if cs.tokens == 0 {
 		t.Error("no calibration tokens")
+	}
+}
+
+// hfFolder writes a one-layer Hugging Face folder of the given model type
+// (with q/k/v biases when bias) and config extras, F32 random weights, and
+// the tiny SentencePiece tokenizer.json of its vocabulary.
+func hfFolder(t *testing.T, dir, modelType string, bias bool, extra map[string]any) string {
+	t.Helper()
+	const d, ff, heads, kv, vocab = 8, 12, 2, 1, 6
+	hs := d / heads
+	shapes := map[string][]int{
+		"model.embed_tokens.weight":                      {vocab, d},
+		"model.layers.0.input_layernorm.weight":          {d},
+		"model.layers.0.self_attn.q_proj.weight":         {d, d},
+		"model.layers.0.self_attn.k_proj.weight":         {kv * hs, d},
+		"model.layers.0.self_attn.v_proj.weight":         {kv * hs, d},
+		"model.layers.0.self_attn.o_proj.weight":         {d, d},
+		"model.layers.0.post_attention_layernorm.weight": {d},
+		"model.layers.0.mlp.gate_proj.weight":            {ff, d},
+		"model.layers.0.mlp.up_proj.weight":              {ff, d},
+		"model.layers.0.mlp.down_proj.weight":            {d, ff},
+		"model.norm.weight":                              {d},
+		"lm_head.weight":                                 {vocab, d},
+	}
+	if bias {
+		shapes["model.layers.0.self_attn.q_proj.bias"] = []int{d}
+		shapes["model.layers.0.self_attn.k_proj.bias"] = []int{kv * hs}
+		shapes["model.layers.0.self_attn.v_proj.bias"] = []int{kv * hs}
+	}
+	var infos []checkpoint.TensorInfo
+	for name, shape := range shapes {
+		infos = append(infos, checkpoint.TensorInfo{Name: name, DType: checkpoint.F32, Shape: shape})
+	}
+	slicesSortByName(infos)
+	folder := filepath.Join(dir, modelType)
+	if err := os.Mkdir(folder, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := safetensors.Create(filepath.Join(folder, "model.safetensors"), infos, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, info := range infos {
+		v := make([]float32, info.NumElements())
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		if err := w.WriteFloat32(info.Name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{"model_type": modelType, "hidden_size": d, "intermediate_size": ff, "num_hidden_layers": 1,
+		"num_attention_heads": heads, "num_key_value_heads": kv, "vocab_size": vocab, "max_position_embeddings": 64,
+		"rms_norm_eps": 1e-6, "rope_theta": 1e6}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	cj, _ := json.Marshal(cfg)
+	tj, _ := json.Marshal(map[string]any{"model": map[string]any{"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
+		"vocab": map[string]int{"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, "a": 4, "▁a": 5}, "merges": []string{"▁ a"}}})
+	for name, data := range map[string][]byte{"config.json": cj, "tokenizer.json": tj} {
+		if err := os.WriteFile(filepath.Join(folder, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return folder
+}
+
+func slicesSortByName(infos []checkpoint.TensorInfo) {
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
+}
+
+// TestGGUFQwen2AndMistralFolders writes Qwen2 and Mistral folders as GGUF
+// and back: the architecture and its keys are llama.cpp's, Qwen2's Q and K
+// are not permuted, its biases are kept under GGUF's names, and the folder
+// that comes back holds the same tensors.
+func TestGGUFQwen2AndMistralFolders(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		modelType, arch string
+		bias            bool
+		extra           map[string]any
+		key             string
+		want            uint64
+	}{
+		{"qwen2", "qwen2", true, map[string]any{"sliding_window": 32, "use_sliding_window": false}, "", 0},
+		{"mistral", "llama", false, map[string]any{"sliding_window": 16}, "llama.attention.sliding_window", 16},
+	} {
+		folder := hfFolder(t, dir, c.modelType, c.bias, c.extra)
+		g := filepath.Join(dir, c.modelType+".gguf")
+		convert(t, ConvertOptions{In: folder, Out: g})
+		f := openGGUF(t, g)
+		if v, _ := f.Metadata.Get("general.architecture"); v.Str != c.arch {
+			t.Errorf("%s: architecture %q, want %q", c.modelType, v.Str, c.arch)
+		}
+		if v, _ := f.Metadata.Get(c.arch + ".rope.freq_base"); math.Float32frombits(uint32(v.Bits)) != 1e6 {
+			t.Errorf("%s: rope.freq_base %+v", c.modelType, v)
+		}
+		if v, ok := f.Metadata.Get("llama.attention.sliding_window"); (c.key != "") != ok || ok && v.Bits != c.want {
+			t.Errorf("%s: sliding window %+v, %v", c.modelType, v, ok)
+		}
+		src, err := checkpoint.Open(folder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := src.Raw("model.layers.0.self_attn.q_proj.weight")
+		src.Close()
+		gq, _ := f.Raw("blk.0.attn_q.weight")
+		if permuted := !bytes.Equal(q, gq); permuted != (c.arch == "llama") {
+			t.Errorf("%s: Q permuted %v", c.modelType, permuted)
+		}
+		if _, ok := f.Info("blk.0.attn_k.bias"); ok != c.bias {
+			t.Errorf("%s: attn_k.bias present %v", c.modelType, ok)
+		}
+		back := filepath.Join(dir, c.modelType+"-back")
+		convert(t, ConvertOptions{In: g, Out: back})
+		sameTensors(t, folder, back)
+		var cfg struct {
+			ModelType     string `json:"model_type"`
+			SlidingWindow *int   `json:"sliding_window"`
+		}
+		if err := json.Unmarshal(mustRead(t, filepath.Join(back, "config.json")), &cfg); err != nil || cfg.ModelType != c.modelType {
+			t.Errorf("%s: config.json back says %q (%v)", c.modelType, cfg.ModelType, err)
+		}
+	}
+	folder := hfFolder(t, dir, "gemma", false, nil)
+	if _, err := Convert(ConvertOptions{In: folder, Out: filepath.Join(dir, "gemma.gguf")}); err == nil || !strings.Contains(err.Error(), `model_type "gemma"`) {
+		t.Errorf("gemma: %v", err)
 	}
 }
