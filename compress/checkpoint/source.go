@@ -115,7 +115,7 @@ func Open(path string) (*Source, error) {
 	case ".gguf":
 		return openGGUF(path)
 	}
-	if hasMagic(path, gguf.Magic) {
+	if gguf.IsGGUF(path) {
 		return openGGUF(path)
 	}
 	s, sterr := openSafetensors(path)
@@ -128,18 +128,6 @@ func Open(path string) (*Source, error) {
 	}
 	trim := func(err error) string { return strings.TrimPrefix(err.Error(), path+": ") }
 	return nil, pytorchHint(path, fmt.Errorf("%s: not a checkpoint: as %s; as %s", path, trim(sterr), trim(l2err)))
-}
-
-// hasMagic reports whether the file at path starts with magic.
-func hasMagic(path, magic string) bool {
-	f, err := regularfile.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	b := make([]byte, len(magic))
-	_, err = io.ReadFull(f, b)
-	return err == nil && string(b) == magic
 }
 
 // pytorchHint replaces err with a clearer one for a PyTorch checkpoint

@@ -387,6 +387,19 @@ func Open(path string) (*File, error) {
 	return gf, nil
 }
 
+// IsGGUF reports whether the file at path is a regular file that starts
+// with the GGUF magic, whatever its name.
+func IsGGUF(path string) bool {
+	f, err := regularfile.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, len(Magic))
+	_, err = io.ReadFull(f, b)
+	return err == nil && string(b) == Magic
+}
+
 // Path returns the path the file was opened with.
 func (f *File) Path() string { return f.path }
 

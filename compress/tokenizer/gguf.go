@@ -4,25 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math"
 	"strings"
 
 	"pocketllm-native/compress/gguf"
-	"pocketllm-native/internal/regularfile"
 )
-
-// isGGUF reports whether the file at path starts with the GGUF magic.
-func isGGUF(path string) bool {
-	f, err := regularfile.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	b := make([]byte, len(gguf.Magic))
-	_, err = io.ReadFull(f, b)
-	return err == nil && string(b) == gguf.Magic
-}
 
 // LoadGGUF reads the tokenizer in a GGUF file's metadata (only the header
 // is read, not the weights). A SentencePiece vocabulary (tokenizer.ggml.model

@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"pocketllm-native/compress/gguf"
 	"pocketllm-native/internal/regularfile"
 )
 
@@ -90,7 +91,7 @@ func Load(path string) (Tokenizer, error) {
 	if strings.EqualFold(filepath.Ext(path), ".model") {
 		return nil, fmt.Errorf("tokenizer: %s: SentencePiece .model files are not supported; provide tokenizer.json or a llama2.c tokenizer.bin", path)
 	}
-	if isGGUF(path) {
+	if gguf.IsGGUF(path) {
 		return LoadGGUF(path)
 	}
 	data, err := regularfile.ReadFile(path)
