@@ -53,7 +53,7 @@ func compressCommand() *cli.Command {
 			&cli.StringFlag{Name: "decoder-dtype", Value: "f16", Usage: "precision of the stored decoder MLPs: f16 or f32"},
 			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed; the same seed, input, settings and backend (for cpu: instruction-set path) give the same bytes"},
 			&cli.StringFlag{Name: "calibration", Usage: "text the original model runs over to tell which weights matter, one sequence per line (never the evaluation text); default: text sampled from the model itself"},
-			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer for calibration: a llama2.c tokenizer .bin or a tokenizer.json (a Hugging Face folder's own is used when this is not given)"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "tokenizer for calibration: a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file (a Hugging Face folder's or a GGUF input's own is used when this is not given)"},
 			&cli.IntFlag{Name: "calibration-tokens", Value: 0, Usage: "use at most this many calibration tokens (0: all)"},
 			&cli.IntFlag{Name: "calibration-samples", Value: pipeline.DefaultSamples, Usage: "sequences sampled from the model when no --calibration text is given"},
 			&cli.BoolFlag{Name: "no-calibration", Usage: "no calibration at all: minimise the weights' own squared error"},

@@ -36,7 +36,7 @@ func evalCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "the original checkpoint"},
 			&cli.StringFlag{Name: "compressed", Required: true, Usage: "a .pllm file, or a reconstructed checkpoint"},
-			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, or a tokenizer.json (or a folder holding one)"},
+			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, a tokenizer.json (or a folder holding one), or a GGUF file"},
 			&cli.StringFlag{Name: "text", Required: true, Usage: "the evaluation text, one sequence per line"},
 			backendFlag,
 			jsonFlag,
@@ -134,7 +134,7 @@ func generateCommand() *cli.Command {
 		UsageText: "pocketllm-native generate --model PATH --tokenizer PATH [--prompt TEXT] [--steps N] [--temperature T] [--seed S]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "a checkpoint or a .pllm file"},
-			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin or a tokenizer.json"},
+			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file"},
 			&cli.StringFlag{Name: "prompt", Usage: "text to continue (empty: start from BOS)"},
 			&cli.IntFlag{Name: "steps", Value: 256, Usage: "new tokens to generate at most"},
 			&cli.Float64Flag{Name: "temperature", Value: 0, Usage: "0: greedy; otherwise sample"},

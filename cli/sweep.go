@@ -50,7 +50,7 @@ func sweepCommand() *cli.Command {
 			"A bits target the planner cannot reach is recorded as skipped. --tokenizer also serves --calibration.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "the original checkpoint: a .safetensors file, a Hugging Face folder, or a llama2.c .bin"},
-			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, or a tokenizer.json (or a folder holding one)"},
+			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, a tokenizer.json (or a folder holding one), or a GGUF file"},
 			&cli.StringFlag{Name: "text", Required: true, Usage: "the evaluation text, one sequence per line"},
 			&cli.StringFlag{Name: "out-dir", Required: true, Usage: "folder for the results; the .pllm files go in its " + sweep.PLLMDir + " subfolder"},
 			&cli.BoolFlag{Name: "force", Usage: "replace results and .pllm files already in --out-dir"},
