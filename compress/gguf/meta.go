@@ -64,29 +64,15 @@ const (
 // defaultRopeBase is llama.cpp's rope.freq_base when the key is absent.
 const defaultRopeBase = 10000
 
-// HFConfig is the part of a Hugging Face config.json that GGUF metadata
-// holds, for the llama, mistral and qwen2 model types.
+// HFConfig is a Hugging Face config.json as GGUF metadata describes it:
+// the tool's Llama-family config and the architectures list transformers
+// reads.
 type HFConfig struct {
-	Architectures         []string        `json:"architectures,omitempty"`
-	ModelType             string          `json:"model_type"`
-	HiddenSize            int             `json:"hidden_size"`
-	IntermediateSize      int             `json:"intermediate_size"`
-	NumHiddenLayers       int             `json:"num_hidden_layers"`
-	NumAttentionHeads     int             `json:"num_attention_heads"`
-	NumKeyValueHeads      int             `json:"num_key_value_heads"`
-	HeadDim               int             `json:"head_dim,omitempty"`
-	VocabSize             int             `json:"vocab_size"`
-	MaxPositionEmbeddings int             `json:"max_position_embeddings"`
-	RMSNormEps            float64         `json:"rms_norm_eps"`
-	RopeTheta             float64         `json:"rope_theta"`
-	TieWordEmbeddings     bool            `json:"tie_word_embeddings"`
-	SlidingWindow         *int            `json:"sliding_window,omitempty"`
-	UseSlidingWindow      *bool           `json:"use_sliding_window,omitempty"`
-	HiddenAct             string          `json:"hidden_act,omitempty"`
-	RopeScaling           json.RawMessage `json:"rope_scaling,omitempty"`
+	Architectures []string `json:"architectures,omitempty"`
+	formatbase.LlamaConfig
 }
 
-// Arch returns the GGUF architecture of a Hugging Face model type.
+// ArchOf returns the GGUF architecture of a Hugging Face model type.
 func ArchOf(modelType string) (string, error) {
 	switch modelType {
 	case "", "llama", "mistral":
@@ -118,15 +104,7 @@ func (m Model) Permuter() Permuter {
 }
 
 // LlamaConfig returns the config as the rest of the tool holds it.
-func (m Model) LlamaConfig() formatbase.LlamaConfig {
-	c := m.Config
-	return formatbase.LlamaConfig{
-		ModelType: c.ModelType, HiddenSize: c.HiddenSize, IntermediateSize: c.IntermediateSize,
-		NumHiddenLayers: c.NumHiddenLayers, NumAttentionHeads: c.NumAttentionHeads, NumKeyValueHeads: c.NumKeyValueHeads,
-		VocabSize: c.VocabSize, MaxPositionEmbeddings: c.MaxPositionEmbeddings, RMSNormEps: c.RMSNormEps,
-		RopeTheta: c.RopeTheta, TieWordEmbeddings: c.TieWordEmbeddings,
-	}
-}
+func (m Model) LlamaConfig() formatbase.LlamaConfig { return m.Config.LlamaConfig }
 
 // ConfigJSON returns the config as a config.json.
 func (m Model) ConfigJSON() []byte {
@@ -226,7 +204,7 @@ func ModelOf(h *Header) (Model, error) {
 	if arch == ArchLlama {
 		if _, ok := md.Get(fmt.Sprintf(keySlidingWin, arch)); ok {
 			w := need(keySlidingWin)
-			c.ModelType, c.Architectures, c.SlidingWindow = "mistral", []string{"MistralForCausalLM"}, &w
+			c.ModelType, c.Architectures, c.SlidingWindow = "mistral", []string{"MistralForCausalLM"}, w
 		}
 	}
 	if err != nil {
@@ -261,8 +239,14 @@ func ModelFromConfig(configJSON []byte) (Model, error) {
 	if m.Arch, err = ArchOf(c.ModelType); err != nil {
 		return m, err
 	}
-	if len(c.RopeScaling) > 0 && string(c.RopeScaling) != "null" {
+	if !c.RopeScaling.IsNull() {
 		return m, fmt.Errorf("config.json: rope_scaling is not supported")
+	}
+	switch {
+	case c.HiddenAct != "" && c.HiddenAct != "silu":
+		return m, fmt.Errorf("config.json: hidden_act %q is not supported (llama.cpp's %s runs silu)", c.HiddenAct, m.Arch)
+	case c.AttentionBias || c.MLPBias:
+		return m, fmt.Errorf("config.json: attention_bias and mlp_bias are not supported")
 	}
 	if c.NumKeyValueHeads == 0 {
 		c.NumKeyValueHeads = c.NumAttentionHeads
@@ -311,8 +295,8 @@ func (m Model) Metadata() Metadata {
 		{k(keyKVHeads), Uint32(uint32(c.NumKeyValueHeads))},
 		{k(keyRMSEps), Float32(float32(c.RMSNormEps))},
 	}
-	if c.ModelType == "mistral" && c.SlidingWindow != nil && *c.SlidingWindow > 0 && *c.SlidingWindow < c.MaxPositionEmbeddings {
-		md = append(md, KV{k(keySlidingWin), Uint32(uint32(*c.SlidingWindow))})
+	if c.ModelType == "mistral" && c.SlidingWindow > 0 && c.SlidingWindow < c.MaxPositionEmbeddings {
+		md = append(md, KV{k(keySlidingWin), Uint32(uint32(c.SlidingWindow))})
 	}
 	return md
 }

@@ -17,6 +17,7 @@ import (
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/gguf"
+	"pocketllm-native/compress/llama"
 	"pocketllm-native/compress/llama2c"
 	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/safetensors"
@@ -571,6 +572,7 @@ func TestGGUFQwen2AndMistralFolders(t *testing.T) {
 		if _, ok := f.Info("blk.0.attn_k.bias"); ok != c.bias {
 			t.Errorf("%s: attn_k.bias present %v", c.modelType, ok)
 		}
+		sameForward(t, folder, g, 24)
 		back := filepath.Join(dir, c.modelType+"-back")
 		convert(t, ConvertOptions{In: g, Out: back})
 		sameTensors(t, folder, back)
@@ -585,5 +587,35 @@ func TestGGUFQwen2AndMistralFolders(t *testing.T) {
 	folder := hfFolder(t, dir, "gemma", false, nil)
 	if _, err := Convert(ConvertOptions{In: folder, Out: filepath.Join(dir, "gemma.gguf")}); err == nil || !strings.Contains(err.Error(), `model_type "gemma"`) {
 		t.Errorf("gemma: %v", err)
+	}
+}
+
+// sameForward checks that the tool's forward pass gives bit-identical
+// logits on two checkpoints of one model, over n tokens.
+func sameForward(t *testing.T, a, b string, n int) {
+	t.Helper()
+	var states [2]*llama.State
+	for i, p := range []string{a, b} {
+		m, err := llama.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if states[i], err = m.NewState(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pos := 0; pos < n; pos++ {
+		tok := (pos*7 + 1) % 6
+		x, err := states[0].Forward(tok, pos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := states[1].Forward(tok, pos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cmp.Equal(x, y) {
+			t.Fatalf("%s and %s: logits differ at position %d", a, b, pos)
+		}
 	}
 }

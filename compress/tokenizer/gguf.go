@@ -12,9 +12,9 @@ import (
 
 // LoadGGUF reads the tokenizer in a GGUF file's metadata (only the header
 // is read, not the weights). A SentencePiece vocabulary (tokenizer.ggml.model
-// "llama") whose ids 3..258 are the byte tokens and whose BOS and EOS are 1
-// and 2, which llama.cpp's llama2.c converter and Llama 2 conversions
-// write, is encoded as llama2.c's run.c encodes it (see Llama2C), its "▁"
+// "llama") whose BOS and EOS are 1 and 2, which llama.cpp's llama2.c
+// converter and Llama 2 conversions write, is read as a llama2.c vocabulary
+// (see Llama2C for what it must hold) and encoded as run.c encodes, its "▁"
 // read back as spaces; other tokenizers are refused by name.
 func LoadGGUF(path string) (*Llama2C, error) {
 	f, err := gguf.Open(path)
