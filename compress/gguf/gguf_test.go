@@ -369,3 +369,12 @@ func TestPermute(t *testing.T) {
 		t.Error("rows that do not split into heads accepted")
 	}
 }
+
+// TestVersion2 reads a version 2 file: the same layout as version 3.
+func TestVersion2(t *testing.T) {
+	b := patch(valid(t), 4, u32(2))
+	h, err := Parse(bytes.NewReader(b), int64(len(b)))
+	if err != nil || h.Version != 2 || len(h.Tensors) != 2 {
+		t.Fatalf("version 2: %+v, %v", h, err)
+	}
+}

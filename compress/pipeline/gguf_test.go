@@ -619,3 +619,76 @@ func sameForward(t *testing.T, a, b string, n int) {
 		}
 	}
 }
+
+// TestGGUFQ8_0Input compresses a GGUF file with a Q8_0 tensor: the run
+// says it was dequantized, and the GGUF written back holds it as F32, with
+// general.file_type saying so.
+func TestGGUFQ8_0Input(t *testing.T) {
+	const d, vocab = 32, 6
+	md := gguf.Model{Arch: gguf.ArchLlama, Config: gguf.HFConfig{LlamaConfig: checkpoint.LlamaConfig{
+		ModelType: "llama", HiddenSize: d, IntermediateSize: 64, NumHiddenLayers: 1, NumAttentionHeads: 4, NumKeyValueHeads: 4,
+		VocabSize: vocab, MaxPositionEmbeddings: 16, RMSNormEps: 1e-5, RopeTheta: 10000}}}.Metadata()
+	md = append(md, gguf.KV{Key: "general.file_type", Value: gguf.Uint32(7)})
+	md = append(md, gguf.Llama2CTokenizer([]string{"<unk>", "<s>", "</s>", "a", "b", "c"}, make([]float32, vocab))...)
+	q8 := make([]byte, d*d/32*34)
+	for i := range q8 {
+		q8[i] = byte(i * 7)
+		if i%34 == 1 {
+			q8[i] = 0x30 // a small float16 scale
+		}
+	}
+	g := filepath.Join(t.TempDir(), "q8.gguf")
+	tensors := []gguf.WriteTensor{
+		{Name: "token_embd.weight", Type: gguf.GGMLF32, Dims: []int{d, vocab}},
+		{Name: "blk.0.attn_q.weight", Type: gguf.GGMLQ8_0, Dims: []int{d, d}},
+		{Name: "output_norm.weight", Type: gguf.GGMLF32, Dims: []int{d}},
+	}
+	w, err := gguf.Create(g, md, tensors, checkpoint.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tensors {
+		data := make([]byte, 4*d*vocab)
+		switch tt.Type {
+		case gguf.GGMLQ8_0:
+			data = q8
+		default:
+			if len(tt.Dims) == 1 {
+				data = data[:4*d]
+			}
+		}
+		if err := w.Write(tt.Name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(g)
+	p := filepath.Join(dir, "q8.pllm")
+	var notices []string
+	o := CompressOptions{In: g, Out: p, Include: `q_proj`, Share: "none", MethodName: MethodRTN, RTN: rtn.Settings{Bits: 8, GroupSize: 32},
+		Kernels: bindings.Go(), Calibration: Calibration{Off: true},
+		Events: func(e Event) {
+			if e.Kind == "notice" {
+				notices = append(notices, e.Stage)
+			}
+		}}
+	if _, err := Compress(o); err != nil {
+		t.Fatal(err)
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0], "1 Q8_0 tensors dequantized to F32") {
+		t.Errorf("notices %q", notices)
+	}
+	out := filepath.Join(dir, "out.gguf")
+	if err := Decompress(DecompressOptions{In: p, Out: out, Kernels: bindings.Go()}); err != nil {
+		t.Fatal(err)
+	}
+	f := openGGUF(t, out)
+	if info, _ := f.Info("blk.0.attn_q.weight"); info.Type != gguf.GGMLF32 {
+		t.Errorf("attn_q written as %s", info.Type)
+	}
+	if v, _ := f.Metadata.Get("general.file_type"); v.Bits != 0 {
+		t.Errorf("general.file_type %d, want 0 (all F32)", v.Bits)
+	}
+}
