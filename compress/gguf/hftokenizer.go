@@ -110,10 +110,41 @@ func HFTokenizer(tokJSON, configJSON []byte, arch string) (Metadata, error) {
 		}
 		return 0, false
 	}
+	byteLevel := hasByteLevel(f.PreTokenizer) || hasByteLevel(f.Decoder)
+	if !byteLevel {
+		// SentencePiece's own BOS and EOS, when the config names none.
+		for _, sp := range []struct {
+			tok  **string
+			name string
+		}{{&cfg.bos, "<s>"}, {&cfg.eos, "</s>"}} {
+			if _, ok := idOf(sp.name); ok && *sp.tok == nil {
+				name := sp.name
+				*sp.tok = &name
+			}
+		}
+	}
+	// BOS and EOS are control tokens, as convert_hf_to_gguf.py marks the
+	// tokenizer's special tokens, whether or not tokenizer.json lists them
+	// among its added tokens.
+	var special Metadata
+	for _, sp := range []struct {
+		key string
+		tok *string
+	}{{KeyBOSID, cfg.bos}, {KeyEOSID, cfg.eos}} {
+		if sp.tok == nil {
+			continue
+		}
+		id, ok := idOf(*sp.tok)
+		if !ok {
+			return nil, fmt.Errorf("tokenizer_config.json: %q is not in the vocabulary", *sp.tok)
+		}
+		types[id] = TokenControl
+		special = append(special, KV{sp.key, Uint32(uint32(id))})
+	}
 	var md Metadata
 	toks := make([]Value, n)
 	tt := make([]Value, n)
-	if hasByteLevel(f.PreTokenizer) || hasByteLevel(f.Decoder) {
+	if byteLevel {
 		ms := make([]Value, len(merges))
 		for i, m := range merges {
 			ms[i] = String(m[0] + " " + m[1])
@@ -168,32 +199,8 @@ func HFTokenizer(tokJSON, configJSON []byte, arch string) (Metadata, error) {
 		if unk >= 0 {
 			md = append(md, KV{KeyUnkID, Uint32(uint32(unk))})
 		}
-		if cfg.bos == nil {
-			if _, ok := idOf("<s>"); ok {
-				s := "<s>"
-				cfg.bos = &s
-			}
-		}
-		if cfg.eos == nil {
-			if _, ok := idOf("</s>"); ok {
-				s := "</s>"
-				cfg.eos = &s
-			}
-		}
 	}
-	for _, sp := range []struct {
-		key string
-		tok *string
-	}{{KeyBOSID, cfg.bos}, {KeyEOSID, cfg.eos}} {
-		if sp.tok == nil {
-			continue
-		}
-		id, ok := idOf(*sp.tok)
-		if !ok {
-			return nil, fmt.Errorf("tokenizer_config.json: %q is not in the vocabulary", *sp.tok)
-		}
-		md = append(md, KV{sp.key, Uint32(uint32(id))})
-	}
+	md = append(md, special...)
 	if cfg.addBOS != nil {
 		md = append(md, KV{KeyAddBOS, Bool(*cfg.addBOS)})
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -459,10 +460,11 @@ func TestGGUFCalibrationUsesItsTokenizer(t *testing.T) {
 
 // hfFolder writes a one-layer Hugging Face folder of the given model type
 // (with q/k/v biases when bias) and config extras, F32 random weights, and
-// the tiny SentencePiece tokenizer.json of its vocabulary.
+// the SentencePiece tokenizer.json of its vocabulary: <unk>, <s>, </s>, the
+// byte tokens (llama.cpp needs <0x0A>) and three pieces.
 func hfFolder(t *testing.T, dir, modelType string, bias bool, extra map[string]any) string {
 	t.Helper()
-	const d, ff, heads, kv, vocab = 8, 12, 2, 1, 6
+	const d, ff, heads, kv, vocab = 8, 12, 2, 1, 262
 	hs := d / heads
 	shapes := map[string][]int{
 		"model.embed_tokens.weight":                      {vocab, d},
@@ -516,8 +518,12 @@ func hfFolder(t *testing.T, dir, modelType string, bias bool, extra map[string]a
 		cfg[k] = v
 	}
 	cj, _ := json.Marshal(cfg)
+	tv := map[string]int{"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 259, "a": 260, "▁a": 261}
+	for b := 0; b < 256; b++ {
+		tv[fmt.Sprintf("<0x%02X>", b)] = 3 + b
+	}
 	tj, _ := json.Marshal(map[string]any{"model": map[string]any{"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
-		"vocab": map[string]int{"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, "a": 4, "▁a": 5}, "merges": []string{"▁ a"}}})
+		"vocab": tv, "merges": []string{"▁ a"}}})
 	for name, data := range map[string][]byte{"config.json": cj, "tokenizer.json": tj} {
 		if err := os.WriteFile(filepath.Join(folder, name), data, 0o644); err != nil {
 			t.Fatal(err)
