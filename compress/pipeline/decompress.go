@@ -39,9 +39,10 @@ type DecompressOptions struct {
 	// DType is "f32", "f16" or "bf16" for every floating-point tensor, or ""
 	// to give each tensor its source dtype.
 	DType string
-	// Tokenizer, for GGUF output, is a llama2.c tokenizer or a
-	// tokenizer.json to write into the file; "" uses the metadata of a GGUF
-	// source or the model folder's tokenizer.json.
+	// Tokenizer, for GGUF output only, is a llama2.c tokenizer, a
+	// tokenizer.json or a GGUF file whose tokenizer to write into the file;
+	// "" uses the metadata of a GGUF source or the model folder's
+	// tokenizer.json.
 	Tokenizer string
 	Force     bool
 	Kernels   bindings.Kernels
@@ -100,6 +101,9 @@ type output struct {
 
 // writeModel writes m in the output's format.
 func writeModel(m denseModel, o output) error {
+	if o.tokenizer != "" && o.format != FormatGGUF {
+		return fmt.Errorf("--tokenizer %s: only GGUF output holds a tokenizer (--format %s)", o.tokenizer, FormatGGUF)
+	}
 	// A replaced folder that a killed run left aside is put back first,
 	// so that the check below sees what the user last had.
 	atomicfile.RemoveLeftovers(o.path)

@@ -316,6 +316,7 @@ func TestGGUFOutputErrors(t *testing.T) {
 		{ConvertOptions{In: model, Out: out, Tokenizer: model}, "tokenizer"},
 		{ConvertOptions{In: model, Out: out, Tokenizer: tok, DType: "f8"}, `--dtype "f8"`},
 		{ConvertOptions{In: model, Out: out, Tokenizer: tok, Format: "onnx"}, `--format "onnx"`},
+		{ConvertOptions{In: model, Out: filepath.Join(dir, "x"), Tokenizer: tok}, "only GGUF output holds a tokenizer"},
 	} {
 		_, err := Convert(c.o)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
