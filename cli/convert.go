@@ -18,7 +18,7 @@ func convertCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Required: true, Usage: "a folder (safetensors) or a file (llama2c, gguf) to write"},
 			&cli.StringFlag{Name: "format", Usage: "gguf, safetensors (a Hugging Face folder) or llama2c; default: gguf for a .gguf --out, llama2c for .bin, else safetensors"},
 			&cli.StringFlag{Name: "dtype", Usage: "f32, f16 or bf16 for every floating-point tensor; default: each tensor's own"},
-			&cli.StringFlag{Name: "tokenizer", Usage: "GGUF output: the tokenizer to write (a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file); default: a GGUF input's own, or the folder's tokenizer.json"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "GGUF output: the tokenizer to write (a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file); default: a GGUF input's own, or the folder's tokenizer.json (converting a folder: or its tokenizer.bin)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 		},

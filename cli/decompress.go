@@ -18,7 +18,7 @@ func decompressCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Required: true, Usage: "a folder (safetensors) or a file (llama2c, gguf) to write"},
 			&cli.StringFlag{Name: "format", Usage: "safetensors (a Hugging Face folder), llama2c or gguf; default: the source's format"},
 			&cli.StringFlag{Name: "dtype", Usage: "f32, f16 or bf16 for every floating-point tensor; default: each tensor's source dtype"},
-			&cli.StringFlag{Name: "tokenizer", Usage: "GGUF output: the tokenizer to write (a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file); default: a GGUF source's own, or the folder's tokenizer.json"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "GGUF output: the tokenizer to write (a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file); default: a GGUF source's own, or the folder's tokenizer.json (converting a folder: or its tokenizer.bin)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
 			backendFlag,
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
@@ -31,6 +31,11 @@ func decompressCommand() *cli.Command {
 			o := pipeline.DecompressOptions{
 				In: c.String("in"), Out: c.String("out"), Format: c.String("format"),
 				DType: c.String("dtype"), Tokenizer: c.String("tokenizer"), Force: c.Bool("force"), Kernels: k,
+				Notify: func(n string) {
+					if !c.Bool("quiet") {
+						fmt.Fprintf(c.App.Writer, "note: %s\n", n)
+					}
+				},
 			}
 			if err := pipeline.Decompress(o); err != nil {
 				return err

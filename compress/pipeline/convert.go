@@ -32,7 +32,8 @@ func OutputFormat(path string) string {
 
 // Convert writes any checkpoint checkpoint.Open reads in any output
 // format, without compressing, with the writers and checks of Decompress.
-// It returns what was changed on reading (Q8_0 tensors dequantized).
+// It returns notices: what was changed on reading (Q8_0 tensors
+// dequantized), and what the output cannot do that may be expected of it.
 func Convert(o ConvertOptions) ([]string, error) {
 	dtype, err := parseOutput(o.Format, o.DType)
 	if err != nil {
@@ -47,6 +48,8 @@ func Convert(o ConvertOptions) ([]string, error) {
 	if format == "" {
 		format = OutputFormat(o.Out)
 	}
-	out := output{path: o.Out, format: format, dtype: dtype, dtypeFlag: o.DType, tokenizer: o.Tokenizer, force: o.Force}
-	return src.Notices, writeModel(sourceModel(src), out)
+	notices := append([]string(nil), src.Notices...)
+	out := output{path: o.Out, format: format, dtype: dtype, dtypeFlag: o.DType, tokenizer: o.Tokenizer, force: o.Force,
+		notify: func(n string) { notices = append(notices, n) }}
+	return notices, writeModel(sourceModel(src), out)
 }

@@ -46,6 +46,9 @@ type DecompressOptions struct {
 	Tokenizer string
 	Force     bool
 	Kernels   bindings.Kernels
+	// Notify, when set, is told what the output cannot do that the user
+	// may expect of it (see writeGGUF).
+	Notify func(string)
 }
 
 // parseOutput checks an output format and a --dtype value.
@@ -87,7 +90,7 @@ func Decompress(o DecompressOptions) error {
 			format = r.Meta().SourceFormat
 		}
 	}
-	return writeModel(pllmModel(r, o.In, o.Kernels), output{path: o.Out, format: format, dtype: dtype, dtypeFlag: o.DType, tokenizer: o.Tokenizer, force: o.Force})
+	return writeModel(pllmModel(r, o.In, o.Kernels), output{path: o.Out, format: format, dtype: dtype, dtypeFlag: o.DType, tokenizer: o.Tokenizer, force: o.Force, notify: o.Notify})
 }
 
 // output is where and how a writer writes.
@@ -97,6 +100,13 @@ type output struct {
 	dtypeFlag    string           // as given, for messages
 	tokenizer    string
 	force        bool
+	notify       func(string) // nil: no one listens
+}
+
+func (o output) note(format string, a ...any) {
+	if o.notify != nil {
+		o.notify(fmt.Sprintf(format, a...))
+	}
 }
 
 // writeModel writes m in the output's format.

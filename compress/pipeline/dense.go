@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"os"
 
 	"pocketllm-native/bindings"
 	"pocketllm-native/compress/checkpoint"
@@ -21,6 +22,10 @@ type denseModel struct {
 	each       func(visit func(info checkpoint.TensorInfo, vals []float32, raw []byte) error) error
 	sideFiles  func() ([]checkpoint.SideFile, error)
 	configJSON []byte
+	// dir is the model folder converted as it is (Convert), where files
+	// that are not side files (a llama2.c tokenizer.bin) can be found; ""
+	// otherwise.
+	dir string
 }
 
 // pllmModel reads a .pllm file: compressed groups are rebuilt with k.
@@ -63,7 +68,12 @@ func pllmModel(r *pllm.Reader, path string, k bindings.Kernels) denseModel {
 
 // sourceModel reads a checkpoint's tensors as they are stored.
 func sourceModel(src *checkpoint.Source) denseModel {
+	var dir string
+	if st, err := os.Stat(src.Path); err == nil && st.IsDir() {
+		dir = src.Path
+	}
 	return denseModel{
+		dir:        dir,
 		name:       src.Path,
 		infos:      src.Tensors,
 		sideFiles:  func() ([]checkpoint.SideFile, error) { return src.SideFiles, nil },

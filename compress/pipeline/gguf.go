@@ -33,7 +33,7 @@ func droppedInGGUF(name string) bool {
 // source's, carried in the side file checkpoint.GGUFMetadataFile, as it
 // was (general.file_type updated when the tensor types changed); otherwise
 // it is built from the model config, with the tokenizer from o.tokenizer or
-// the folder's tokenizer.json. o.tokenizer also replaces a GGUF source's
+// the folder's tokenizer.json (or, converting a folder, its tokenizer.bin). o.tokenizer also replaces a GGUF source's
 // tokenizer.
 func writeGGUF(m denseModel, o output) error {
 	model, err := gguf.ModelFromConfig(m.configJSON)
@@ -43,6 +43,13 @@ func writeGGUF(m denseModel, o output) error {
 	md, fromGGUF, err := ggufMetadata(m, model, o.tokenizer)
 	if err != nil {
 		return err
+	}
+	if bytesOK, newline := spmCoverage(md); !bytesOK {
+		msg := "the tokenizer has no byte tokens, and llama.cpp's SentencePiece tokenizer, which has no <unk> fallback, aborts on text with a character outside the vocabulary (feeding token ids works)"
+		if !newline {
+			msg += "; it has no newline token either, which node-llama-cpp tokenizes as it loads a model"
+		}
+		o.note("%s: %s", o.path, msg)
 	}
 	perm := model.Permuter()
 	var tensors []gguf.WriteTensor
@@ -128,6 +135,9 @@ func ggufMetadata(m denseModel, model gguf.Model, tokPath string) (gguf.Metadata
 			hasTok = true
 		}
 	}
+	if tokPath == "" && !hasTok && m.dir != "" && hasTokenizer(m.dir) {
+		tokPath = m.dir // a folder converted as it is: its tokenizer.bin
+	}
 	md := model.Metadata()
 	if tokPath == "" && !hasTok {
 		return nil, false, fmt.Errorf("%s: GGUF output needs a tokenizer: give --tokenizer (a llama2.c tokenizer or a tokenizer.json)", m.name)
@@ -138,6 +148,24 @@ func ggufMetadata(m denseModel, model gguf.Model, tokPath string) (gguf.Metadata
 	}
 	md = append(md, tok...)
 	return md, false, checkVocab(md, model, m.name)
+}
+
+// spmCoverage reports, for a SentencePiece ("llama") vocabulary, whether it
+// has the byte token <0x0A> (byte fallback) and whether it has a newline at
+// all, as a byte token or a piece. llama.cpp's tokenizer looks characters
+// without a piece up as byte tokens and throws, taking the process down,
+// when there is none. Other tokenizer models report true.
+func spmCoverage(md gguf.Metadata) (bytes, newline bool) {
+	if m, _ := md.Get(gguf.KeyTokenizerModel); m.Str != "llama" {
+		return true, true
+	}
+	v, _ := md.Get(gguf.KeyTokens)
+	toks, _ := v.Strings()
+	for _, t := range toks {
+		bytes = bytes || t == "<0x0A>"
+		newline = newline || t == "<0x0A>" || t == "\n"
+	}
+	return bytes, newline
 }
 
 // withTokenizer replaces md's tokenizer keys with tok's, where the first
@@ -225,6 +253,11 @@ func tokenizerMetadata(path string, side []checkpoint.SideFile, arch string) (gg
 		}
 		return md, nil
 	}
+	return llama2cTokenizer(path, data)
+}
+
+// llama2cTokenizer reads a llama2.c tokenizer as GGUF metadata.
+func llama2cTokenizer(path string, data []byte) (gguf.Metadata, error) {
 	t, err := tokenizer.ParseLlama2C(path, data)
 	if err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/safetensors"
 	"pocketllm-native/internal/sharedtest"
+	"pocketllm-native/internal/tinymodel"
 )
 
 // tinyLlama2c writes a small random llama2.c model (grouped-query
@@ -697,5 +698,46 @@ func TestGGUFQ8_0Input(t *testing.T) {
 	}
 	if v, _ := f.Metadata.Get("general.file_type"); v.Bits != 0 {
 		t.Errorf("general.file_type %d, want 0 (all F32)", v.Bits)
+	}
+}
+
+// TestGGUFFromTinyModels converts the tiny random models of every kind to
+// GGUF, their llama2.c tokenizer.bin found in the folder, and checks that
+// the GGUF runs exactly as the folder does in the tool's forward pass.
+func TestGGUFFromTinyModels(t *testing.T) {
+	for _, kind := range tinymodel.Kinds {
+		for _, bf := range []bool{false, true} {
+			dir := t.TempDir()
+			folder := filepath.Join(dir, kind)
+			if _, err := tinymodel.Write(folder, tinymodel.Options{Kind: kind, Seed: 1, ByteFallback: bf}); err != nil {
+				t.Fatal(err)
+			}
+			g := filepath.Join(dir, kind+".gguf")
+			convert(t, ConvertOptions{In: folder, Out: g})
+			if n := gguf.TokenCount(openGGUF(t, g).Metadata); n != len(tinymodel.Pieces(bf)) {
+				t.Errorf("%s: %d tokens in the GGUF", kind, n)
+			}
+			sameForward(t, folder, g, 20)
+		}
+	}
+}
+
+// A vocabulary without byte tokens is written, with a notice of what
+// llama.cpp's tokenizer does with it.
+func TestGGUFNoByteFallbackNotice(t *testing.T) {
+	for _, bf := range []bool{false, true} {
+		dir := t.TempDir()
+		folder := filepath.Join(dir, "m")
+		if _, err := tinymodel.Write(folder, tinymodel.Options{Kind: tinymodel.Llama, Seed: 1, ByteFallback: bf}); err != nil {
+			t.Fatal(err)
+		}
+		notices, err := Convert(ConvertOptions{In: folder, Out: filepath.Join(dir, "m.gguf")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(notices, "\n")
+		if want := !bf; strings.Contains(got, "no byte tokens") != want || strings.Contains(got, "no newline token") != want {
+			t.Errorf("byte fallback %v: notices %q", bf, notices)
+		}
 	}
 }
