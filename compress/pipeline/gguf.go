@@ -33,8 +33,9 @@ func droppedInGGUF(name string) bool {
 // source's, carried in the side file checkpoint.GGUFMetadataFile, as it
 // was (general.file_type updated when the tensor types changed); otherwise
 // it is built from the model config, with the tokenizer from o.tokenizer or
-// the folder's tokenizer.json (or, converting a folder, its tokenizer.bin). o.tokenizer also replaces a GGUF source's
-// tokenizer.
+// the folder's tokenizer.json (or, converting a folder, its tokenizer.bin).
+// o.tokenizer also replaces a GGUF source's tokenizer. A SentencePiece
+// vocabulary without byte tokens is written with a note (spmCoverage).
 func writeGGUF(m denseModel, o output) error {
 	model, err := gguf.ModelFromConfig(m.configJSON)
 	if err != nil {
