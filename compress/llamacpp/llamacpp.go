@@ -1,0 +1,184 @@
+// Package llamacpp runs GGUF files through a real llama.cpp, so that what the
+// tool writes is checked by the program people load it with rather than by
+// the tool's own reader alone.
+//
+// llama.cpp comes from the node-llama-cpp npm package, whose prebuilt CPU
+// library needs no compiler: scripts/llamacpp-setup installs the pinned
+// version into build/llamacpp (once; later runs return at once), and
+// scripts/llamacpp-logprobs.mjs evaluates a token sequence and writes the
+// next-token log-probabilities over the whole vocabulary at every position.
+// Node.js is the only thing this needs at run time; no cgo.
+package llamacpp
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// ErrRegistryUnreachable is returned by Setup when llama.cpp is not yet
+// installed and the npm registry cannot be reached to install it: the one
+// failure a test may treat as a reason to skip.
+var ErrRegistryUnreachable = errors.New("the npm registry is unreachable")
+
+// setupUnreachable is scripts/llamacpp-setup's exit status for an
+// unreachable registry.
+const setupUnreachable = 3
+
+// Runner evaluates GGUF files with the llama.cpp installed under a checkout.
+type Runner struct {
+	root string // module root: scripts/ and build/ are below it
+	// Threads is the number of CPU threads llama.cpp uses. Its results do
+	// not depend on it in practice, but a fixed count rules that out.
+	Threads int
+	// KVType is the type of llama.cpp's key/value cache: "" or "F32" keeps
+	// it in float32 like the tool's forward pass; "F16" is llama.cpp's own
+	// default, which rounds every cached key and value.
+	KVType string
+}
+
+// Setup installs llama.cpp under root/build/llamacpp when it is missing
+// (scripts/llamacpp-setup; Node.js comes from apt when absent) and returns a
+// Runner for it. The error wraps ErrRegistryUnreachable when npm could not
+// reach its registry, and carries the script's message otherwise.
+func Setup(root string) (*Runner, error) {
+	cmd := exec.Command(filepath.Join(root, "scripts", "llamacpp-setup"), filepath.Join(root, "build", "llamacpp"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == setupUnreachable {
+			return nil, fmt.Errorf("llamacpp: %w: %s", ErrRegistryUnreachable, msg)
+		}
+		return nil, fmt.Errorf("llamacpp: scripts/llamacpp-setup: %v: %s", err, msg)
+	}
+	return &Runner{root: root, Threads: 1}, nil
+}
+
+// Summary is what the script reports about a run besides the numbers.
+type Summary struct {
+	Positions    int    `json:"positions"`
+	Vocab        int    `json:"vocab"`
+	Architecture string `json:"architecture"`
+	NodeLlamaCpp string `json:"nodeLlamaCpp"` // the npm package's version
+	LlamaCpp     struct {
+		Repo    string `json:"repo"`
+		Release string `json:"release"`
+	} `json:"llamaCpp"`
+	KVType  string `json:"kvType"`
+	Threads int    `json:"threads"`
+}
+
+// LogProbs holds next-token log-probabilities: Data[p*Vocab+i] is
+// log p(token i | ids[0..p]).
+type LogProbs struct {
+	Summary
+	Data []float32
+}
+
+// LogProbs feeds ids to model (a GGUF file) from position 0, exactly as given
+// (no BOS is added), and returns llama.cpp's next-token log-probabilities at
+// every position, computed by log-softmax from its raw logits.
+func (r *Runner) LogProbs(model string, ids []int) (*LogProbs, error) {
+	dir, err := os.MkdirTemp("", "llamacpp-")
+	if err != nil {
+		return nil, fmt.Errorf("llamacpp: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	tokens, out := filepath.Join(dir, "tokens.json"), filepath.Join(dir, "logprobs.f32")
+	js, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("llamacpp: %w", err)
+	}
+	if err := os.WriteFile(tokens, js, 0o644); err != nil {
+		return nil, fmt.Errorf("llamacpp: %w", err)
+	}
+	cmd := exec.Command("node", filepath.Join(r.root, "scripts", "llamacpp-logprobs.mjs"),
+		"--model", model, "--tokens", tokens, "--out", out, "--threads", fmt.Sprint(max(r.Threads, 1)))
+	if r.KVType != "" {
+		cmd.Args = append(cmd.Args, "--kv-type", r.KVType)
+	}
+	cmd.Env = append(os.Environ(), "NODE_LLAMA_CPP_DIR="+filepath.Join(r.root, "build", "llamacpp"))
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("llamacpp: %s: %v: %s", model, err, strings.TrimSpace(stderr.String()))
+	}
+	var lp LogProbs
+	if err := json.Unmarshal([]byte(stdout.String()), &lp.Summary); err != nil {
+		return nil, fmt.Errorf("llamacpp: %s: unreadable summary %q: %v", model, stdout.String(), err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("llamacpp: %w", err)
+	}
+	if lp.Positions != len(ids) || lp.Vocab <= 0 || len(raw) != 4*lp.Positions*lp.Vocab {
+		return nil, fmt.Errorf("llamacpp: %s: %d bytes of log-probabilities for %d positions x %d vocabulary, %d tokens fed",
+			model, len(raw), lp.Positions, lp.Vocab, len(ids))
+	}
+	lp.Data = make([]float32, len(raw)/4)
+	for i := range lp.Data {
+		lp.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return &lp, nil
+}
+
+// Difference says how far two tables of next-token log-probabilities over
+// the same positions and vocabulary are apart.
+type Difference struct {
+	Positions int
+	// MaxAbs is the largest |a - b| over every position and vocabulary
+	// entry; MaxAt is the position where it occurs.
+	MaxAbs float64
+	MaxAt  int
+	// Top1Agree counts the positions whose most likely next token is the
+	// same in both; FirstTop1Disagreement is the first position where it is
+	// not, -1 when there is none.
+	Top1Agree             int
+	FirstTop1Disagreement int
+}
+
+func (d Difference) String() string {
+	return fmt.Sprintf("max |log p diff| %.3g (position %d), top-1 identical at %d of %d positions",
+		d.MaxAbs, d.MaxAt, d.Top1Agree, d.Positions)
+}
+
+// Compare measures the difference between ours (as eval.LogProbs returns it)
+// and theirs (llama.cpp's), which must have the same vocabulary and number
+// of positions.
+func Compare(ours []float64, theirs *LogProbs) (Difference, error) {
+	v := theirs.Vocab
+	if v <= 0 || len(ours) != len(theirs.Data) {
+		return Difference{}, fmt.Errorf("llamacpp: %d of our log-probabilities against %d positions x %d vocabulary of llama.cpp's",
+			len(ours), theirs.Positions, v)
+	}
+	d := Difference{Positions: len(ours) / v, FirstTop1Disagreement: -1}
+	for p := 0; p < d.Positions; p++ {
+		a, b := ours[p*v:(p+1)*v], theirs.Data[p*v:(p+1)*v]
+		topA, topB := 0, 0
+		for i := range a {
+			if diff := math.Abs(a[i] - float64(b[i])); diff > d.MaxAbs || diff != diff {
+				d.MaxAbs, d.MaxAt = diff, p
+			}
+			if a[i] > a[topA] {
+				topA = i
+			}
+			if b[i] > b[topB] {
+				topB = i
+			}
+		}
+		if topA == topB {
+			d.Top1Agree++
+		} else if d.FirstTop1Disagreement < 0 {
+			d.FirstTop1Disagreement = p
+		}
+	}
+	return d, nil
+}

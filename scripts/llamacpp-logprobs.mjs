@@ -1,0 +1,193 @@
+#!/usr/bin/env node
+// Runs a GGUF model through llama.cpp (the prebuilt CPU library that the
+// node-llama-cpp package ships) and writes its next-token log-probabilities
+// at every position of a given token sequence, so that the tool's own forward
+// pass can be checked against llama.cpp's.
+//
+//   node scripts/llamacpp-logprobs.mjs --model M.gguf --tokens T.json --out P.f32 [--threads N]
+//
+// T.json is a JSON array of token ids (or an object with a "tokens" array),
+// fed exactly as given: no BOS is added, so a caller that wants one puts it
+// first. P.f32 receives positions x vocab little-endian float32 values, row p
+// being log p(next token | tokens[0..p]) over the whole vocabulary, computed
+// here (in float64) by log-softmax from llama.cpp's raw logits. A one-line
+// JSON summary goes to stdout.
+//
+// The package is found under build/llamacpp (scripts/llamacpp-setup installs
+// it there) or where NODE_LLAMA_CPP_DIR points. Nothing is downloaded or
+// compiled: getLlama is told build "never", and a missing prebuilt binary is
+// an error.
+//
+// What could make llama.cpp's numbers differ from a plain float32 forward
+// pass is turned off: no GPU layers, the key/value cache in F32 rather than
+// the default F16 (override with --kv-type), no flash attention, and a fixed
+// thread count. No sampler touches the logits: with temperature 0 and no
+// penalties or biases the logits are read before any sampling step.
+import fs from "node:fs";
+import path from "node:path";
+import { pathToFileURL, fileURLToPath } from "node:url";
+
+function fail(msg) {
+    process.stderr.write(`llamacpp-logprobs: ${msg}\n`);
+    process.exit(1);
+}
+
+function parseArgs(argv) {
+    const opt = { threads: 1, kvType: "F32" };
+    const names = { "--model": "model", "--tokens": "tokens", "--out": "out", "--threads": "threads", "--kv-type": "kvType" };
+    for (let i = 0; i < argv.length; i++) {
+        const key = names[argv[i]];
+        if (key === undefined || i + 1 >= argv.length)
+            fail(`unknown or incomplete argument ${JSON.stringify(argv[i])}; usage: --model M.gguf --tokens T.json --out P.f32 [--threads N] [--kv-type F32|F16]`);
+        opt[key] = argv[++i];
+    }
+    for (const k of ["model", "tokens", "out"])
+        if (!opt[k])
+            fail(`--${k} is required`);
+    opt.threads = Number(opt.threads);
+    if (!Number.isInteger(opt.threads) || opt.threads < 1)
+        fail(`--threads must be a positive integer, not ${JSON.stringify(opt.threads)}`);
+    return opt;
+}
+
+function readTokens(file) {
+    let data;
+    try {
+        data = JSON.parse(fs.readFileSync(file, "utf8"));
+    } catch (err) {
+        fail(`${file}: ${err.message}`);
+    }
+    const ids = Array.isArray(data) ? data : data?.tokens;
+    if (!Array.isArray(ids) || ids.length === 0)
+        fail(`${file}: expected a non-empty JSON array of token ids (or {"tokens": [...]})`);
+    for (const [i, id] of ids.entries())
+        if (!Number.isInteger(id) || id < 0)
+            fail(`${file}: token ${i} is ${JSON.stringify(id)}, not a non-negative integer`);
+    return ids;
+}
+
+async function importPackage() {
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const dir = process.env.NODE_LLAMA_CPP_DIR || path.join(here, "..", "build", "llamacpp");
+    const entry = path.join(dir, "node_modules", "node-llama-cpp", "dist", "index.js");
+    if (!fs.existsSync(entry))
+        fail(`${entry} not found: run scripts/llamacpp-setup first`);
+    const { version } = JSON.parse(fs.readFileSync(path.join(dir, "node_modules", "node-llama-cpp", "package.json"), "utf8"));
+    return { version, ...(await import(pathToFileURL(entry).href)) };
+}
+
+// logSoftmax fills dst with logits - log(sum(exp(logits))), in float64.
+function logSoftmax(dst, logits) {
+    let max = -Infinity;
+    for (const v of logits)
+        if (v > max)
+            max = v;
+    let sum = 0;
+    for (const v of logits)
+        sum += Math.exp(v - max);
+    const lse = max + Math.log(sum);
+    for (let i = 0; i < logits.length; i++)
+        dst[i] = logits[i] - lse;
+}
+
+const opt = parseArgs(process.argv.slice(2));
+const ids = readTokens(opt.tokens);
+if (!fs.existsSync(opt.model))
+    fail(`${opt.model}: no such file`);
+// Never fetch or build anything, whatever an option below would allow.
+process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = "true";
+const { version, getLlama, LlamaLogLevel } = await importPackage();
+
+const llama = await getLlama({
+    gpu: false,
+    build: "never",
+    usePrebuiltBinaries: true,
+    skipDownload: true,
+    progressLogs: false,
+    maxThreads: opt.threads,
+    logLevel: LlamaLogLevel.error,
+});
+let model;
+try {
+    model = await llama.loadModel({ modelPath: opt.model, gpuLayers: 0, useMmap: false, checkTensors: true });
+} catch (err) {
+    fail(`${opt.model}: llama.cpp could not load it: ${err.message}`);
+}
+// node-llama-cpp keeps one context slot free: with room for exactly
+// ids.length tokens it would erase the first ones (a "context shift") before
+// evaluating the last, which changes that position's numbers.
+const context = await model.createContext({
+    contextSize: ids.length + 1,
+    batchSize: ids.length,
+    sequences: 1,
+    threads: { ideal: opt.threads, min: opt.threads },
+    flashAttention: false,
+    experimentalKvCacheKeyType: opt.kvType,
+    experimentalKvCacheValueType: opt.kvType,
+});
+const sequence = context.getSequence();
+// An id past the vocabulary would be read out of bounds inside llama.cpp, so
+// check against the GGUF's own token list before evaluating.
+const listed = model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length;
+if (Number.isInteger(listed))
+    for (const [i, id] of ids.entries())
+        if (id >= listed)
+            fail(`${opt.tokens}: token ${i} is ${id}, outside the model's vocabulary of ${listed}`);
+// Every input item asks for the raw logits of the token that follows it;
+// controlledEvaluate returns one output per such item, at its index.
+const items = ids.map((id) => [id, { generateNext: { logits: true } }]);
+let results;
+try {
+    results = await sequence.controlledEvaluate(items);
+} catch (err) {
+    fail(`${opt.model}: evaluation failed: ${err.message}`);
+}
+
+const kept = sequence.contextTokens;
+if (kept.length !== ids.length || kept.some((id, i) => id !== ids[i]))
+    fail(`${opt.model}: llama.cpp's context no longer holds the ${ids.length} tokens fed (context size ${context.contextSize}); positions would be shifted`);
+
+let vocab = -1;
+let out;
+for (let p = 0; p < ids.length; p++) {
+    const logits = results[p]?.next?.logits;
+    if (!(logits instanceof Map))
+        fail(`${opt.model}: llama.cpp returned no logits at position ${p}`);
+    if (vocab < 0) {
+        vocab = logits.size;
+        out = new Float32Array(ids.length * vocab);
+    }
+    // The map holds every vocabulary entry once, sorted by logit; put it
+    // back in id order and make sure none is missing.
+    const dense = new Float64Array(vocab).fill(NaN);
+    for (const [tok, v] of logits) {
+        if (tok < 0 || tok >= vocab)
+            fail(`${opt.model}: position ${p}: token id ${tok} outside a vocabulary of ${vocab}`);
+        dense[tok] = v;
+    }
+    if (logits.size !== vocab || dense.some(Number.isNaN))
+        fail(`${opt.model}: position ${p}: ${logits.size} logits, not the full vocabulary of ${vocab}`);
+    const lp = new Float64Array(vocab);
+    logSoftmax(lp, dense);
+    out.set(lp, p * vocab);
+}
+for (const [i, id] of ids.entries())
+    if (id >= vocab)
+        fail(`${opt.tokens}: token ${i} is ${id}, outside the model's vocabulary of ${vocab}`);
+
+// Written beside the destination and renamed, so a reader never sees half a file.
+const tmp = `${opt.out}.tmp-${process.pid}`;
+fs.writeFileSync(tmp, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
+fs.renameSync(tmp, opt.out);
+process.stdout.write(JSON.stringify({
+    positions: ids.length,
+    vocab,
+    architecture: model.fileInfo.metadata?.general?.architecture ?? null,
+    nodeLlamaCpp: version,
+    llamaCpp: llama.llamaCppRelease,
+    kvType: opt.kvType,
+    threads: opt.threads,
+}) + "\n");
+await context.dispose();
+await model.dispose();
+await llama.dispose();
