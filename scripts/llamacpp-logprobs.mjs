@@ -5,6 +5,7 @@
 // pass can be checked against llama.cpp's.
 //
 //   node scripts/llamacpp-logprobs.mjs --model M.gguf --tokens T.json --out P.f32 [--threads N]
+//   node scripts/llamacpp-logprobs.mjs --model M.gguf --texts S.json --out I.json
 //
 // T.json is a JSON array of token ids (or an object with a "tokens" array),
 // fed exactly as given: no BOS is added, so a caller that wants one puts it
@@ -12,6 +13,11 @@
 // being log p(next token | tokens[0..p]) over the whole vocabulary, computed
 // here (in float64) by log-softmax from llama.cpp's raw logits. A one-line
 // JSON summary goes to stdout.
+//
+// With --texts, S.json is a JSON array of strings, and I.json receives
+// {"tokens": [[ids], ...]}: llama.cpp's own tokenization of each string with
+// the GGUF's tokenizer (no BOS, special-token text left as text), to check a
+// tokenizer written into the file against the tool's.
 //
 // The package is found under build/llamacpp (scripts/llamacpp-setup installs
 // it there) or where NODE_LLAMA_CPP_DIR points. Nothing is downloaded or
@@ -34,29 +40,49 @@ function fail(msg) {
 
 function parseArgs(argv) {
     const opt = { threads: 1, kvType: "F32" };
-    const names = { "--model": "model", "--tokens": "tokens", "--out": "out", "--threads": "threads", "--kv-type": "kvType" };
+    const names = { "--model": "model", "--tokens": "tokens", "--texts": "texts", "--out": "out", "--threads": "threads", "--kv-type": "kvType" };
     for (let i = 0; i < argv.length; i++) {
         const key = names[argv[i]];
         if (key === undefined || i + 1 >= argv.length)
-            fail(`unknown or incomplete argument ${JSON.stringify(argv[i])}; usage: --model M.gguf --tokens T.json --out P.f32 [--threads N] [--kv-type F32|F16]`);
+            fail(`unknown or incomplete argument ${JSON.stringify(argv[i])}; usage: --model M.gguf (--tokens T.json | --texts S.json) --out FILE [--threads N] [--kv-type F32|F16]`);
         opt[key] = argv[++i];
     }
-    for (const k of ["model", "tokens", "out"])
+    for (const k of ["model", "out"])
         if (!opt[k])
             fail(`--${k} is required`);
+    if (!opt.tokens === !opt.texts)
+        fail("give one of --tokens and --texts");
     opt.threads = Number(opt.threads);
     if (!Number.isInteger(opt.threads) || opt.threads < 1)
         fail(`--threads must be a positive integer, not ${JSON.stringify(opt.threads)}`);
     return opt;
 }
 
-function readTokens(file) {
-    let data;
+function readJSON(file) {
     try {
-        data = JSON.parse(fs.readFileSync(file, "utf8"));
+        return JSON.parse(fs.readFileSync(file, "utf8"));
     } catch (err) {
         fail(`${file}: ${err.message}`);
     }
+}
+
+function readTexts(file) {
+    const texts = readJSON(file);
+    if (!Array.isArray(texts) || texts.some((x) => typeof x !== "string"))
+        fail(`${file}: expected a JSON array of strings`);
+    return texts;
+}
+
+// writeAtomic writes beside the destination and renames, so that a reader
+// never sees half a file.
+function writeAtomic(file, data) {
+    const tmp = `${file}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+}
+
+function readTokens(file) {
+    const data = readJSON(file);
     const ids = Array.isArray(data) ? data : data?.tokens;
     if (!Array.isArray(ids) || ids.length === 0)
         fail(`${file}: expected a non-empty JSON array of token ids (or {"tokens": [...]})`);
@@ -91,7 +117,8 @@ function logSoftmax(dst, logits) {
 }
 
 const opt = parseArgs(process.argv.slice(2));
-const ids = readTokens(opt.tokens);
+const texts = opt.texts ? readTexts(opt.texts) : null;
+const ids = opt.tokens ? readTokens(opt.tokens) : null;
 if (!fs.existsSync(opt.model))
     fail(`${opt.model}: no such file`);
 // Never fetch or build anything, whatever an option below would allow.
@@ -113,6 +140,20 @@ try {
 } catch (err) {
     fail(`${opt.model}: llama.cpp could not load it: ${err.message}`);
 }
+const summary = {
+    vocab: model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length ?? null,
+    architecture: model.fileInfo.metadata?.general?.architecture ?? null,
+    nodeLlamaCpp: version,
+    llamaCpp: llama.llamaCppRelease,
+};
+if (texts) {
+    writeAtomic(opt.out, JSON.stringify({ tokens: texts.map((x) => Array.from(model.tokenize(x, false))) }));
+    process.stdout.write(JSON.stringify(summary) + "\n");
+    await model.dispose();
+    await llama.dispose();
+    process.exit(0);
+}
+
 // node-llama-cpp keeps one context slot free: with room for exactly
 // ids.length tokens it would erase the first ones (a "context shift") before
 // evaluating the last, which changes that position's numbers.
@@ -175,19 +216,8 @@ for (const [i, id] of ids.entries())
     if (id >= vocab)
         fail(`${opt.tokens}: token ${i} is ${id}, outside the model's vocabulary of ${vocab}`);
 
-// Written beside the destination and renamed, so a reader never sees half a file.
-const tmp = `${opt.out}.tmp-${process.pid}`;
-fs.writeFileSync(tmp, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
-fs.renameSync(tmp, opt.out);
-process.stdout.write(JSON.stringify({
-    positions: ids.length,
-    vocab,
-    architecture: model.fileInfo.metadata?.general?.architecture ?? null,
-    nodeLlamaCpp: version,
-    llamaCpp: llama.llamaCppRelease,
-    kvType: opt.kvType,
-    threads: opt.threads,
-}) + "\n");
+writeAtomic(opt.out, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
+process.stdout.write(JSON.stringify({ ...summary, positions: ids.length, vocab, kvType: opt.kvType, threads: opt.threads }) + "\n");
 await context.dispose();
 await model.dispose();
 await llama.dispose();

@@ -83,41 +83,54 @@ type LogProbs struct {
 	Data []float32
 }
 
-// LogProbs feeds ids to model (a GGUF file) from position 0, exactly as given
-// (no BOS is added), and returns llama.cpp's next-token log-probabilities at
-// every position, computed by log-softmax from its raw logits.
-func (r *Runner) LogProbs(model string, ids []int) (*LogProbs, error) {
+// script runs scripts/llamacpp-logprobs.mjs on model with input (marshalled
+// to JSON) as the file after inFlag, decodes its one-line summary into
+// summary and returns what it wrote to its --out file.
+func (r *Runner) script(model, inFlag string, input any, summary any, extra ...string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "llamacpp-")
 	if err != nil {
 		return nil, fmt.Errorf("llamacpp: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	tokens, out := filepath.Join(dir, "tokens.json"), filepath.Join(dir, "logprobs.f32")
-	js, err := json.Marshal(ids)
+	in, out := filepath.Join(dir, "in.json"), filepath.Join(dir, "out")
+	js, err := json.Marshal(input)
 	if err != nil {
 		return nil, fmt.Errorf("llamacpp: %w", err)
 	}
-	if err := os.WriteFile(tokens, js, 0o644); err != nil {
+	if err := os.WriteFile(in, js, 0o644); err != nil {
 		return nil, fmt.Errorf("llamacpp: %w", err)
 	}
-	cmd := exec.Command("node", filepath.Join(r.root, "scripts", "llamacpp-logprobs.mjs"),
-		"--model", model, "--tokens", tokens, "--out", out, "--threads", fmt.Sprint(max(r.Threads, 1)))
-	if r.KVType != "" {
-		cmd.Args = append(cmd.Args, "--kv-type", r.KVType)
-	}
+	args := append([]string{filepath.Join(r.root, "scripts", "llamacpp-logprobs.mjs"),
+		"--model", model, inFlag, in, "--out", out}, extra...)
+	cmd := exec.Command("node", args...)
 	cmd.Env = append(os.Environ(), "NODE_LLAMA_CPP_DIR="+filepath.Join(r.root, "build", "llamacpp"))
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("llamacpp: %s: %v: %s", model, err, strings.TrimSpace(stderr.String()))
 	}
-	var lp LogProbs
-	if err := json.Unmarshal([]byte(stdout.String()), &lp.Summary); err != nil {
+	if err := json.Unmarshal([]byte(stdout.String()), summary); err != nil {
 		return nil, fmt.Errorf("llamacpp: %s: unreadable summary %q: %v", model, stdout.String(), err)
 	}
-	raw, err := os.ReadFile(out)
+	data, err := os.ReadFile(out)
 	if err != nil {
 		return nil, fmt.Errorf("llamacpp: %w", err)
+	}
+	return data, nil
+}
+
+// LogProbs feeds ids to model (a GGUF file) from position 0, exactly as given
+// (no BOS is added), and returns llama.cpp's next-token log-probabilities at
+// every position, computed by log-softmax from its raw logits.
+func (r *Runner) LogProbs(model string, ids []int) (*LogProbs, error) {
+	extra := []string{"--threads", fmt.Sprint(max(r.Threads, 1))}
+	if r.KVType != "" {
+		extra = append(extra, "--kv-type", r.KVType)
+	}
+	var lp LogProbs
+	raw, err := r.script(model, "--tokens", ids, &lp.Summary, extra...)
+	if err != nil {
+		return nil, err
 	}
 	if lp.Positions != len(ids) || lp.Vocab <= 0 || len(raw) != 4*lp.Positions*lp.Vocab {
 		return nil, fmt.Errorf("llamacpp: %s: %d bytes of log-probabilities for %d positions x %d vocabulary, %d tokens fed",
@@ -128,6 +141,24 @@ func (r *Runner) LogProbs(model string, ids []int) (*LogProbs, error) {
 		lp.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 	}
 	return &lp, nil
+}
+
+// Tokenize returns llama.cpp's tokenization of each text with the tokenizer
+// stored in model (a GGUF file): no BOS, and text that spells a special
+// token ("<s>") stays text, as the tool's Encode(text, false) does.
+func (r *Runner) Tokenize(model string, texts []string) ([][]int, error) {
+	var summary Summary
+	raw, err := r.script(model, "--texts", texts, &summary)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Tokens [][]int `json:"tokens"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || len(out.Tokens) != len(texts) {
+		return nil, fmt.Errorf("llamacpp: %s: unreadable tokenization of %d texts (%v)", model, len(texts), err)
+	}
+	return out.Tokens, nil
 }
 
 // Difference says how far two tables of next-token log-probabilities over

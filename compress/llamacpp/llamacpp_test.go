@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -82,14 +83,10 @@ func TestRefusesBadInput(t *testing.T) {
 	}
 }
 
-// scoredTokens is the first context's worth of the evaluation text: every
+// scoredTokens is the first n tokens of lines (the evaluation text), every
 // line encoded with BOS, as eval's convention does, one after another.
-func scoredTokens(t *testing.T, tok tokenizer.Tokenizer, n int) []int {
+func scoredTokens(t *testing.T, tok tokenizer.Tokenizer, lines []string, n int) []int {
 	t.Helper()
-	lines, err := eval.ReadLines(sharedtest.ValidText(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ids []int
 	for _, l := range lines {
 		if ids = append(ids, tok.Encode(l, true)...); len(ids) >= n {
@@ -100,13 +97,39 @@ func scoredTokens(t *testing.T, tok tokenizer.Tokenizer, n int) []int {
 	return nil
 }
 
+// sameTokens checks that llama.cpp, with the tokenizer stored in gguf,
+// tokenizes every line as the tool's tokenizer does.
+func sameTokens(t *testing.T, r *Runner, gguf string, tok tokenizer.Tokenizer, lines []string) {
+	t.Helper()
+	theirs, err := r.Tokenize(gguf, lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i, l := range lines {
+		ours := tok.Encode(l, false)
+		n += len(ours)
+		if !slices.Equal(ours, theirs[i]) {
+			j := 0
+			for j < min(len(ours), len(theirs[i])) && ours[j] == theirs[i][j] {
+				j++
+			}
+			t.Errorf("%s: line %d: llama.cpp's tokens differ from the tool's from token %d (%d and %d tokens)",
+				filepath.Base(gguf), i+1, j, len(theirs[i]), len(ours))
+		}
+	}
+	t.Logf("%s: llama.cpp tokenizes the %d lines (%d tokens) as the tool does", filepath.Base(gguf), len(lines), n)
+}
+
 // TestStories260KAgreesWithLlamaCpp writes stories260K as GGUF (convert from
 // the llama2.c checkpoint and tokenizer), compresses that GGUF and
 // decompresses the .pllm back to GGUF, and has llama.cpp evaluate both files
 // on the same tokens as the tool's own forward pass over the same weights:
 // the original read from the llama2.c file, the compressed one from a
 // Hugging Face folder decompressed from the same .pllm, so that neither
-// side of the comparison goes through the tool's GGUF reader.
+// side of the comparison goes through the tool's GGUF reader. llama.cpp
+// must also tokenize the text with the tokenizer stored in each file as
+// the tool does.
 func TestStories260KAgreesWithLlamaCpp(t *testing.T) {
 	bin, tokFile := sharedtest.Stories260K(t), sharedtest.Tokenizer(t)
 	r := runner(t)
@@ -148,7 +171,14 @@ func TestStories260KAgreesWithLlamaCpp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := scoredTokens(t, tok, orig.ContextLength())
+	lines, err := eval.ReadLines(sharedtest.ValidText(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []string{origGGUF, compGGUF} {
+		sameTokens(t, r, g, tok, lines)
+	}
+	ids := scoredTokens(t, tok, lines, orig.ContextLength())
 	if len(ids) < MinPositions {
 		t.Fatalf("only %d positions to compare, want at least %d", len(ids), MinPositions)
 	}
