@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 // Runs a GGUF model through llama.cpp (the prebuilt CPU library that the
 // node-llama-cpp package ships) and writes its next-token log-probabilities
-// at every position of a given token sequence, so that the tool's own forward
+// at every position of given token sequences, so that the tool's own forward
 // pass can be checked against llama.cpp's.
 //
 //   node scripts/llamacpp-logprobs.mjs --model M.gguf --tokens T.json --out P.f32 [--threads N]
 //   node scripts/llamacpp-logprobs.mjs --model M.gguf --texts S.json --out I.json
 //
-// T.json is a JSON array of token ids (or an object with a "tokens" array),
-// fed exactly as given: no BOS is added, so a caller that wants one puts it
-// first. P.f32 receives positions x vocab little-endian float32 values, row p
-// being log p(next token | tokens[0..p]) over the whole vocabulary, computed
-// here (in float64) by log-softmax from llama.cpp's raw logits. A one-line
-// JSON summary goes to stdout.
+// T.json is a JSON array of sequences, each an array of token ids, fed
+// exactly as given: no BOS is added, so a caller that wants one puts it
+// first. Each sequence starts afresh at position 0 with an empty cache.
+// P.f32 receives, sequence after sequence, positions x vocab little-endian
+// float32 values, row p of a sequence being log p(next token | its tokens
+// 0..p) over the whole vocabulary, computed here (in float64) by log-softmax
+// from llama.cpp's raw logits. A one-line JSON summary goes to stdout.
 //
 // With --texts, S.json is a JSON array of strings, and I.json receives
 // {"tokens": [[ids], ...]}: llama.cpp's own tokenization of each string with
@@ -81,15 +82,18 @@ function writeAtomic(file, data) {
     fs.renameSync(tmp, file);
 }
 
-function readTokens(file) {
-    const data = readJSON(file);
-    const ids = Array.isArray(data) ? data : data?.tokens;
-    if (!Array.isArray(ids) || ids.length === 0)
-        fail(`${file}: expected a non-empty JSON array of token ids (or {"tokens": [...]})`);
-    for (const [i, id] of ids.entries())
-        if (!Number.isInteger(id) || id < 0)
-            fail(`${file}: token ${i} is ${JSON.stringify(id)}, not a non-negative integer`);
-    return ids;
+function readSequences(file) {
+    const seqs = readJSON(file);
+    if (!Array.isArray(seqs) || seqs.length === 0)
+        fail(`${file}: expected a non-empty JSON array of token-id arrays`);
+    for (const [k, ids] of seqs.entries()) {
+        if (!Array.isArray(ids) || ids.length === 0)
+            fail(`${file}: sequence ${k} is not a non-empty array of token ids`);
+        for (const [i, id] of ids.entries())
+            if (!Number.isInteger(id) || id < 0)
+                fail(`${file}: sequence ${k}, token ${i} is ${JSON.stringify(id)}, not a non-negative integer`);
+    }
+    return seqs;
 }
 
 async function importPackage() {
@@ -118,7 +122,7 @@ function logSoftmax(dst, logits) {
 
 const opt = parseArgs(process.argv.slice(2));
 const texts = opt.texts ? readTexts(opt.texts) : null;
-const ids = opt.tokens ? readTokens(opt.tokens) : null;
+const seqs = opt.tokens ? readSequences(opt.tokens) : null;
 if (!fs.existsSync(opt.model))
     fail(`${opt.model}: no such file`);
 // Never fetch or build anything, whatever an option below would allow.
@@ -154,12 +158,23 @@ if (texts) {
     process.exit(0);
 }
 
+// An id past the vocabulary would be read out of bounds inside llama.cpp, so
+// check against the GGUF's own token list before evaluating.
+const vocab = summary.vocab;
+if (!Number.isInteger(vocab) || vocab <= 0)
+    fail(`${opt.model}: no tokenizer.ggml.tokens list to size the vocabulary by`);
+for (const [k, ids] of seqs.entries())
+    for (const [i, id] of ids.entries())
+        if (id >= vocab)
+            fail(`${opt.tokens}: sequence ${k}, token ${i} is ${id}, outside the model's vocabulary of ${vocab}`);
+
 // node-llama-cpp keeps one context slot free: with room for exactly
-// ids.length tokens it would erase the first ones (a "context shift") before
+// n tokens it would erase the first ones (a "context shift") before
 // evaluating the last, which changes that position's numbers.
+const longest = Math.max(...seqs.map((ids) => ids.length));
 const context = await model.createContext({
-    contextSize: ids.length + 1,
-    batchSize: ids.length,
+    contextSize: longest + 1,
+    batchSize: longest,
     sequences: 1,
     threads: { ideal: opt.threads, min: opt.threads },
     flashAttention: false,
@@ -167,57 +182,46 @@ const context = await model.createContext({
     experimentalKvCacheValueType: opt.kvType,
 });
 const sequence = context.getSequence();
-// An id past the vocabulary would be read out of bounds inside llama.cpp, so
-// check against the GGUF's own token list before evaluating.
-const listed = model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length;
-if (Number.isInteger(listed))
-    for (const [i, id] of ids.entries())
-        if (id >= listed)
-            fail(`${opt.tokens}: token ${i} is ${id}, outside the model's vocabulary of ${listed}`);
-// Every input item asks for the raw logits of the token that follows it;
-// controlledEvaluate returns one output per such item, at its index.
-const items = ids.map((id) => [id, { generateNext: { logits: true } }]);
-let results;
-try {
-    results = await sequence.controlledEvaluate(items);
-} catch (err) {
-    fail(`${opt.model}: evaluation failed: ${err.message}`);
-}
-
-const kept = sequence.contextTokens;
-if (kept.length !== ids.length || kept.some((id, i) => id !== ids[i]))
-    fail(`${opt.model}: llama.cpp's context no longer holds the ${ids.length} tokens fed (context size ${context.contextSize}); positions would be shifted`);
-
-let vocab = -1;
-let out;
-for (let p = 0; p < ids.length; p++) {
-    const logits = results[p]?.next?.logits;
-    if (!(logits instanceof Map))
-        fail(`${opt.model}: llama.cpp returned no logits at position ${p}`);
-    if (vocab < 0) {
-        vocab = logits.size;
-        out = new Float32Array(ids.length * vocab);
+const positions = seqs.reduce((n, ids) => n + ids.length, 0);
+const out = new Float32Array(positions * vocab);
+const dense = new Float64Array(vocab);
+const lp = new Float64Array(vocab);
+let row = 0;
+for (const [k, ids] of seqs.entries()) {
+    await sequence.clearHistory();
+    // Every input item asks for the raw logits of the token that follows
+    // it; controlledEvaluate returns one output per such item, at its index.
+    const items = ids.map((id) => [id, { generateNext: { logits: true } }]);
+    let results;
+    try {
+        results = await sequence.controlledEvaluate(items);
+    } catch (err) {
+        fail(`${opt.model}: evaluation of sequence ${k} failed: ${err.message}`);
     }
-    // The map holds every vocabulary entry once, sorted by logit; put it
-    // back in id order and make sure none is missing.
-    const dense = new Float64Array(vocab).fill(NaN);
-    for (const [tok, v] of logits) {
-        if (tok < 0 || tok >= vocab)
-            fail(`${opt.model}: position ${p}: token id ${tok} outside a vocabulary of ${vocab}`);
-        dense[tok] = v;
+    const kept = sequence.contextTokens;
+    if (kept.length !== ids.length || kept.some((id, i) => id !== ids[i]))
+        fail(`${opt.model}: sequence ${k}: llama.cpp's context no longer holds the ${ids.length} tokens fed (context size ${context.contextSize}); positions would be shifted`);
+    for (let p = 0; p < ids.length; p++, row++) {
+        const logits = results[p]?.next?.logits;
+        if (!(logits instanceof Map))
+            fail(`${opt.model}: sequence ${k}: llama.cpp returned no logits at position ${p}`);
+        // The map holds every vocabulary entry once, sorted by logit; put
+        // it back in id order and make sure none is missing.
+        dense.fill(NaN);
+        for (const [tok, v] of logits) {
+            if (tok < 0 || tok >= vocab)
+                fail(`${opt.model}: sequence ${k}, position ${p}: token id ${tok} outside a vocabulary of ${vocab}`);
+            dense[tok] = v;
+        }
+        if (logits.size !== vocab || dense.some(Number.isNaN))
+            fail(`${opt.model}: sequence ${k}, position ${p}: ${logits.size} logits, not the full vocabulary of ${vocab}`);
+        logSoftmax(lp, dense);
+        out.set(lp, row * vocab);
     }
-    if (logits.size !== vocab || dense.some(Number.isNaN))
-        fail(`${opt.model}: position ${p}: ${logits.size} logits, not the full vocabulary of ${vocab}`);
-    const lp = new Float64Array(vocab);
-    logSoftmax(lp, dense);
-    out.set(lp, p * vocab);
 }
-for (const [i, id] of ids.entries())
-    if (id >= vocab)
-        fail(`${opt.tokens}: token ${i} is ${id}, outside the model's vocabulary of ${vocab}`);
 
 writeAtomic(opt.out, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
-process.stdout.write(JSON.stringify({ ...summary, positions: ids.length, vocab, kvType: opt.kvType, threads: opt.threads }) + "\n");
+process.stdout.write(JSON.stringify({ ...summary, sequences: seqs.length, positions, kvType: opt.kvType, threads: opt.threads }) + "\n");
 await context.dispose();
 await model.dispose();
 await llama.dispose();

@@ -64,7 +64,7 @@ func Setup(root string) (*Runner, error) {
 
 // Summary is what the script reports about a run besides the numbers.
 type Summary struct {
-	Positions    int    `json:"positions"`
+	Positions    int    `json:"positions"` // over all sequences
 	Vocab        int    `json:"vocab"`
 	Architecture string `json:"architecture"`
 	NodeLlamaCpp string `json:"nodeLlamaCpp"` // the npm package's version
@@ -72,12 +72,14 @@ type Summary struct {
 		Repo    string `json:"repo"`
 		Release string `json:"release"`
 	} `json:"llamaCpp"`
-	KVType  string `json:"kvType"`
-	Threads int    `json:"threads"`
+	Sequences int    `json:"sequences"`
+	KVType    string `json:"kvType"`
+	Threads   int    `json:"threads"`
 }
 
-// LogProbs holds next-token log-probabilities: Data[p*Vocab+i] is
-// log p(token i | ids[0..p]).
+// LogProbs holds next-token log-probabilities: Data[r*Vocab+i] is log p(token
+// i | what came before) at row r, the rows being every position of every
+// sequence fed, one sequence after another.
 type LogProbs struct {
 	Summary
 	Data []float32
@@ -119,22 +121,27 @@ func (r *Runner) script(model, inFlag string, input any, summary any, extra ...s
 	return data, nil
 }
 
-// LogProbs feeds ids to model (a GGUF file) from position 0, exactly as given
-// (no BOS is added), and returns llama.cpp's next-token log-probabilities at
-// every position, computed by log-softmax from its raw logits.
-func (r *Runner) LogProbs(model string, ids []int) (*LogProbs, error) {
+// LogProbs feeds each sequence of ids to model (a GGUF file) from position 0
+// with an empty cache, exactly as given (no BOS is added), and returns
+// llama.cpp's next-token log-probabilities at every position, computed by
+// log-softmax from its raw logits.
+func (r *Runner) LogProbs(model string, seqs ...[]int) (*LogProbs, error) {
 	extra := []string{"--threads", fmt.Sprint(max(r.Threads, 1))}
 	if r.KVType != "" {
 		extra = append(extra, "--kv-type", r.KVType)
 	}
+	positions := 0
+	for _, ids := range seqs {
+		positions += len(ids)
+	}
 	var lp LogProbs
-	raw, err := r.script(model, "--tokens", ids, &lp.Summary, extra...)
+	raw, err := r.script(model, "--tokens", seqs, &lp.Summary, extra...)
 	if err != nil {
 		return nil, err
 	}
-	if lp.Positions != len(ids) || lp.Vocab <= 0 || len(raw) != 4*lp.Positions*lp.Vocab {
+	if lp.Positions != positions || lp.Vocab <= 0 || len(raw) != 4*lp.Positions*lp.Vocab {
 		return nil, fmt.Errorf("llamacpp: %s: %d bytes of log-probabilities for %d positions x %d vocabulary, %d tokens fed",
-			model, len(raw), lp.Positions, lp.Vocab, len(ids))
+			model, len(raw), lp.Positions, lp.Vocab, positions)
 	}
 	lp.Data = make([]float32, len(raw)/4)
 	for i := range lp.Data {
@@ -181,9 +188,9 @@ func (d Difference) String() string {
 		d.MaxAbs, d.MaxAt, d.Top1Agree, d.Positions)
 }
 
-// Compare measures the difference between ours (as eval.LogProbs returns it)
-// and theirs (llama.cpp's), which must have the same vocabulary and number
-// of positions.
+// Compare measures the difference between ours (eval.LogProbs of each
+// sequence, one after another) and theirs (llama.cpp's), which must have the
+// same vocabulary and number of positions.
 func Compare(ours []float64, theirs *LogProbs) (Difference, error) {
 	v := theirs.Vocab
 	if v <= 0 || len(ours) != len(theirs.Data) {
