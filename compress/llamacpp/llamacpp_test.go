@@ -29,7 +29,9 @@ import (
 // that is float32 rounding summed in different orders. 1e-3 leaves room
 // for other CPUs' SIMD paths and is still far below a real difference:
 // llama.cpp's default F16 key/value cache alone moves it to 0.12 (original)
-// and 0.044 (compressed) and flips one top-1 token in each.
+// and 0.044 (compressed) and flips one top-1 token in each. The tiny random
+// llama, mistral and qwen2 models of tiny_test.go, original and compressed,
+// stay within 2.9e-5.
 const Tolerance = 1e-3
 
 // MinPositions is how many positions the comparison must cover at least.
@@ -97,6 +99,89 @@ func scoredTokens(t *testing.T, tok tokenizer.Tokenizer, lines []string, n int) 
 	return nil
 }
 
+// compressed compresses gguf with the sizes in o (Bits, Dims or Dim and K,
+// Share) and small, fast training settings, and decompresses the .pllm
+// twice: to GGUF, for llama.cpp, and to a Hugging Face folder, for the
+// tool's own forward pass without its GGUF reader.
+func compressed(t *testing.T, gguf string, o pipeline.CompressOptions) (compGGUF, compFolder string) {
+	t.Helper()
+	// Two epochs, no calibration: how good the compression is does not
+	// matter here, only that llama.cpp reads what comes out as the tool does.
+	o.Method = pocketllm.DefaultSettings(0, 0)
+	o.Method.Epochs, o.Method.DecayEvery = 2, 1
+	dir := t.TempDir()
+	packed := filepath.Join(dir, "compressed.pllm")
+	o.In, o.Out, o.Include, o.Kernels = gguf, packed, plan.DefaultInclude, bindings.Go()
+	o.Calibration = pipeline.Calibration{Off: true}
+	if _, err := pipeline.Compress(o); err != nil {
+		t.Fatal(err)
+	}
+	compGGUF, compFolder = filepath.Join(dir, "compressed.gguf"), filepath.Join(dir, "compressed")
+	for _, o := range []pipeline.DecompressOptions{
+		{In: packed, Out: compGGUF, Format: pipeline.FormatGGUF, Kernels: bindings.Go()},
+		{In: packed, Out: compFolder, Format: pipeline.FormatSafetensors, Kernels: bindings.Go()},
+	} {
+		if err := pipeline.Decompress(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return compGGUF, compFolder
+}
+
+// ourLogProbs is eval.LogProbs of every sequence, one after another, as
+// Runner.LogProbs returns llama.cpp's.
+func ourLogProbs(t *testing.T, m *llama.Model, seqs ...[]int) []float64 {
+	t.Helper()
+	var out []float64
+	for _, ids := range seqs {
+		lp, err := eval.LogProbs(m, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, lp...)
+	}
+	return out
+}
+
+// agree checks that llama.cpp's log-probabilities for seqs from gguf match
+// ours within Tolerance, with the same most likely token everywhere.
+func agree(t *testing.T, r *Runner, name, gguf string, ours []float64, seqs ...[]int) {
+	t.Helper()
+	theirs, err := r.LogProbs(gguf, seqs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Compare(ours, theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: node-llama-cpp %s (llama.cpp %s), %s KV cache: %s", name, theirs.NodeLlamaCpp, theirs.LlamaCpp.Release, theirs.KVType, d)
+	if d.Positions < MinPositions {
+		t.Errorf("%s: only %d positions compared, want at least %d", name, d.Positions, MinPositions)
+	}
+	if !(d.MaxAbs <= Tolerance) {
+		t.Errorf("%s: llama.cpp and the tool differ by %.3g nats at position %d, more than the tolerance %g", name, d.MaxAbs, d.MaxAt, Tolerance)
+	}
+	if d.Top1Agree != d.Positions {
+		t.Errorf("%s: the most likely next token differs at %d of %d positions, first at position %d",
+			name, d.Positions-d.Top1Agree, d.Positions, d.FirstTop1Disagreement)
+	}
+}
+
+// moved checks that the compressed model really is another model, or its
+// half of a check would only repeat the original's.
+func moved(t *testing.T, orig, comp []float64) {
+	t.Helper()
+	var most float64
+	for i := range orig {
+		most = max(most, math.Abs(orig[i]-comp[i]))
+	}
+	t.Logf("the compressed model's log-probabilities are up to %.3g from the original's", most)
+	if most < 100*Tolerance {
+		t.Errorf("the compressed model's log-probabilities are within %.3g of the original's: compression changed nothing", most)
+	}
+}
+
 // sameTokens checks that llama.cpp, with the tokenizer stored in gguf,
 // tokenizes every line as the tool's tokenizer does.
 func sameTokens(t *testing.T, r *Runner, gguf string, tok tokenizer.Tokenizer, lines []string) {
@@ -138,26 +223,7 @@ func TestStories260KAgreesWithLlamaCpp(t *testing.T) {
 	if _, err := pipeline.Convert(pipeline.ConvertOptions{In: bin, Out: origGGUF, Format: pipeline.FormatGGUF, Tokenizer: tokFile}); err != nil {
 		t.Fatal(err)
 	}
-	// Small and fast: two epochs, no calibration; how good the compression
-	// is does not matter here, only that llama.cpp reads what comes out.
-	st := pocketllm.DefaultSettings(0, 0)
-	st.Epochs, st.DecayEvery = 2, 1
-	packed := filepath.Join(dir, "stories260K.pllm")
-	if _, err := pipeline.Compress(pipeline.CompressOptions{
-		In: origGGUF, Out: packed, Bits: 3, Dims: []int{4, 8}, Share: pipeline.ShareAuto, Include: plan.DefaultInclude,
-		Method: st, Calibration: pipeline.Calibration{Off: true}, Kernels: bindings.Go(),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	compGGUF, compFolder := filepath.Join(dir, "compressed.gguf"), filepath.Join(dir, "compressed")
-	for _, o := range []pipeline.DecompressOptions{
-		{In: packed, Out: compGGUF, Format: pipeline.FormatGGUF, Kernels: bindings.Go()},
-		{In: packed, Out: compFolder, Format: pipeline.FormatSafetensors, Kernels: bindings.Go()},
-	} {
-		if err := pipeline.Decompress(o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	compGGUF, compFolder := compressed(t, origGGUF, pipeline.CompressOptions{Bits: 3, Dims: []int{4, 8}, Share: pipeline.ShareAuto})
 
 	tok, err := tokenizer.Load(tokFile)
 	if err != nil {
@@ -179,44 +245,8 @@ func TestStories260KAgreesWithLlamaCpp(t *testing.T) {
 		sameTokens(t, r, g, tok, lines)
 	}
 	ids := scoredTokens(t, tok, lines, orig.ContextLength())
-	if len(ids) < MinPositions {
-		t.Fatalf("only %d positions to compare, want at least %d", len(ids), MinPositions)
-	}
-
-	var ours [2][]float64
-	for i, c := range []struct {
-		name string
-		gguf string
-		m    *llama.Model
-	}{{"original", origGGUF, orig}, {"compressed", compGGUF, comp}} {
-		if ours[i], err = eval.LogProbs(c.m, ids); err != nil {
-			t.Fatal(err)
-		}
-		theirs, err := r.LogProbs(c.gguf, ids)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := Compare(ours[i], theirs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: node-llama-cpp %s (llama.cpp %s), %s KV cache: %s", c.name, theirs.NodeLlamaCpp, theirs.LlamaCpp.Release, theirs.KVType, d)
-		if !(d.MaxAbs <= Tolerance) {
-			t.Errorf("%s: llama.cpp and the tool differ by %.3g nats at position %d, more than the tolerance %g", c.name, d.MaxAbs, d.MaxAt, Tolerance)
-		}
-		if d.Top1Agree != d.Positions {
-			t.Errorf("%s: the most likely next token differs at %d of %d positions, first at position %d",
-				c.name, d.Positions-d.Top1Agree, d.Positions, d.FirstTop1Disagreement)
-		}
-	}
-	// The compressed model must really be another model, or its half of the
-	// check would only repeat the original's.
-	var moved float64
-	for i := range ours[0] {
-		moved = max(moved, math.Abs(ours[0][i]-ours[1][i]))
-	}
-	t.Logf("the compressed model's log-probabilities are up to %.3g from the original's", moved)
-	if moved < 100*Tolerance {
-		t.Errorf("the compressed model's log-probabilities are within %.3g of the original's: compression changed nothing", moved)
-	}
+	ours, oursComp := ourLogProbs(t, orig, ids), ourLogProbs(t, comp, ids)
+	agree(t, r, "original", origGGUF, ours, ids)
+	agree(t, r, "compressed", compGGUF, oursComp, ids)
+	moved(t, ours, oursComp)
 }
