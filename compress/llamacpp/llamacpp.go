@@ -7,7 +7,8 @@
 // version into build/llamacpp (once; later runs return at once), and
 // scripts/llamacpp-logprobs.mjs evaluates a token sequence and writes the
 // next-token log-probabilities over the whole vocabulary at every position.
-// Node.js is the only thing this needs at run time; no cgo.
+// Node.js 20 or later is the only thing this needs at run time (the setup
+// script finds or installs one); no cgo.
 package llamacpp
 
 import (
@@ -34,6 +35,7 @@ const setupUnreachable = 3
 // Runner evaluates GGUF files with the llama.cpp installed under a checkout.
 type Runner struct {
 	root string // module root: scripts/ and build/ are below it
+	node string // the Node.js binary setup chose (20 or later)
 	// Threads is the number of CPU threads llama.cpp uses. Its results do
 	// not depend on it in practice, but a fixed count rules that out.
 	Threads int
@@ -48,9 +50,16 @@ type Runner struct {
 // Runner for it. The error wraps ErrRegistryUnreachable when npm could not
 // reach its registry, and carries the script's message otherwise.
 func Setup(root string) (*Runner, error) {
+	// Read here, not only by node, so that go test's cache sees a changed
+	// script or pin and runs the tests again.
+	for _, f := range []string{"llamacpp-logprobs.mjs", filepath.Join("llamacpp", "package-lock.json")} {
+		if _, err := os.ReadFile(filepath.Join(root, "scripts", f)); err != nil {
+			return nil, fmt.Errorf("llamacpp: %w", err)
+		}
+	}
 	cmd := exec.Command(filepath.Join(root, "scripts", "llamacpp-setup"), filepath.Join(root, "build", "llamacpp"))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		var exit *exec.ExitError
@@ -59,7 +68,12 @@ func Setup(root string) (*Runner, error) {
 		}
 		return nil, fmt.Errorf("llamacpp: scripts/llamacpp-setup: %v: %s", err, msg)
 	}
-	return &Runner{root: root, Threads: 1}, nil
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	node := lines[len(lines)-1]
+	if !filepath.IsAbs(node) {
+		return nil, fmt.Errorf("llamacpp: scripts/llamacpp-setup named no node binary (output %q)", stdout.String())
+	}
+	return &Runner{root: root, node: node, Threads: 1}, nil
 }
 
 // Summary is what the script reports about a run besides the numbers.
@@ -104,7 +118,7 @@ func (r *Runner) script(model, inFlag string, input any, summary any, extra ...s
 	}
 	args := append([]string{filepath.Join(r.root, "scripts", "llamacpp-logprobs.mjs"),
 		"--model", model, inFlag, in, "--out", out}, extra...)
-	cmd := exec.Command("node", args...)
+	cmd := exec.Command(r.node, args...)
 	cmd.Env = append(os.Environ(), "NODE_LLAMA_CPP_DIR="+filepath.Join(r.root, "build", "llamacpp"))
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
