@@ -5,7 +5,7 @@
 // llama.cpp comes from the node-llama-cpp npm package, whose prebuilt CPU
 // library needs no compiler: scripts/llamacpp-setup installs the pinned
 // version into build/llamacpp (once; later runs return at once), and
-// scripts/llamacpp-logprobs.mjs evaluates a token sequence and writes the
+// scripts/llamacpp-logprobs.mjs evaluates token sequences and writes the
 // next-token log-probabilities over the whole vocabulary at every position.
 // Node.js 20 or later is the only thing this needs at run time (the setup
 // script finds or installs one); no cgo.
