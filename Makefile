@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 # default, 60s, left both workers minimising for most of a short run).
 FUZZMINTIME ?= 1s
 
-.PHONY: build deps native test test-go fuzz bench vectors lint demo clean gpu-check-prepare gpu-check
+.PHONY: build deps native llamacpp test test-go fuzz bench vectors lint demo clean gpu-check-prepare gpu-check
 
 # The binary goes to build/bin, so that the libraries in build/lib are its ../lib.
 build: native
@@ -26,6 +26,13 @@ deps:
 native:
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD)
+
+# llama.cpp for checking GGUF outputs (node-llama-cpp's prebuilt CPU
+# library, pinned in scripts/llamacpp) in $(BUILD)/llamacpp; Node.js comes
+# from apt when missing. The llama.cpp test in compress/llamacpp runs this
+# itself, so `make test` needs nothing more; this is for running it by hand.
+llamacpp:
+	scripts/llamacpp-setup $(abspath $(BUILD))/llamacpp
 
 # Everything CI checks: the build tools (installed if missing), the native
 # library and its C tests, then the Go tests with the native CPU backend

@@ -143,6 +143,30 @@ func logSoftmax(dst []float64, logits []float32) bool {
 	return true
 }
 
+// LogProbs feeds ids to m as one sequence from position 0 and returns the
+// log-probability of every vocabulary entry as the next token at every
+// position: row p (vocab values from p*vocab) conditions on ids[0..p]. No
+// BOS is added. It is what another implementation's outputs are checked
+// against, so it is the plain forward pass, one fresh state, no windows.
+func LogProbs(m *llama.Model, ids []int) ([]float64, error) {
+	st, err := m.NewState(len(ids))
+	if err != nil {
+		return nil, err
+	}
+	vocab := m.VocabSize()
+	out := make([]float64, len(ids)*vocab)
+	for pos, id := range ids {
+		logits, err := st.Forward(id, pos)
+		if err != nil {
+			return nil, err
+		}
+		if !logSoftmax(out[pos*vocab:(pos+1)*vocab], logits) {
+			return nil, fmt.Errorf("eval: a non-finite logit at position %d", pos)
+		}
+	}
+	return out, nil
+}
+
 func argmax(v []float32) int {
 	best := 0
 	for i, x := range v {

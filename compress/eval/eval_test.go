@@ -481,3 +481,44 @@ func TestUnknownTokensCounted(t *testing.T) {
 		t.Errorf("known text: %d unknown tokens (err %v), want 0", r.UnknownTokens, err)
 	}
 }
+
+// LogProbs gives, row by row, normalised distributions whose entries at the
+// next tokens add up to the negative log-likelihood Perplexity reports for
+// the same line, and refuses a token outside the vocabulary.
+func TestLogProbsMatchPerplexity(t *testing.T) {
+	m := smallModel(t, smallCfg, randomWeights(smallCfg, 3))
+	tok := byteTok{smallCfg.VocabSize}
+	line := "a line of a few dozen bytes, all in one window"
+	ids := tok.Encode(line, true)
+	lp, err := LogProbs(m, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := smallCfg.VocabSize
+	if len(lp) != len(ids)*v {
+		t.Fatalf("%d log-probabilities for %d positions x %d vocabulary", len(lp), len(ids), v)
+	}
+	var nll float64
+	for p := range ids {
+		var sum float64
+		for _, x := range lp[p*v : (p+1)*v] {
+			sum += math.Exp(x)
+		}
+		if math.Abs(sum-1) > 1e-12 {
+			t.Errorf("position %d: probabilities add up to %.15f", p, sum)
+		}
+		if p+1 < len(ids) {
+			nll -= lp[p*v+ids[p+1]]
+		}
+	}
+	r, err := Perplexity(m, tok, []string{line}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := nll / float64(len(ids)-1); r.Tokens != len(ids)-1 || math.Abs(got-r.NLL) > 1e-12*r.NLL {
+		t.Errorf("LogProbs gives nll %.15f over %d tokens, Perplexity %.15f over %d", got, len(ids)-1, r.NLL, r.Tokens)
+	}
+	if _, err := LogProbs(m, []int{1, v}); err == nil {
+		t.Error("a token outside the vocabulary accepted")
+	}
+}

@@ -29,26 +29,33 @@ func Path(t testing.TB, rel ...string) string {
 		}
 		return p
 	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
 	sub := filepath.Join(rel...)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skipf("no go.mod above the test directory; cannot locate ../shared/%s", sub)
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", sub)
+	p := filepath.Join(ModuleRoot(t), "..", "shared", sub)
 	if _, err := os.Stat(p); err != nil {
 		t.Skipf("%s not found (the shared models and data live in ../shared beside the repository): %v", p, err)
 	}
 	return p
+}
+
+// ModuleRoot returns the module root: the first directory above the
+// working directory (go test runs in the package directory) that holds
+// go.mod. It skips t when there is none.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("no go.mod above the test directory; cannot locate the module root")
+		}
+		dir = parent
+	}
 }
 
 // Stories260K returns the path of the stories260K llama2.c checkpoint.
