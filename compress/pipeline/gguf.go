@@ -62,7 +62,7 @@ func writeGGUF(m denseModel, o output) error {
 		if !ok {
 			return fmt.Errorf("%s: tensor %s has no GGUF name; llama.cpp would not load it", m.name, t.Name)
 		}
-		typ, ok := ggmlTypes[o.outType(t.DType)]
+		typ, ok := ggmlTypes[ggufType(t, o, fromGGUF)]
 		if !ok {
 			return fmt.Errorf("%s: tensor %s has dtype %s, which GGUF cannot hold", m.name, t.Name, t.DType)
 		}
@@ -84,7 +84,7 @@ func writeGGUF(m denseModel, o output) error {
 		if droppedInGGUF(t.Name) {
 			return nil
 		}
-		to := o.outType(t.DType)
+		to := ggufType(t, o, fromGGUF)
 		buf, err := tensorBytes(m.name, t, to, vals, raw)
 		if err != nil {
 			return err
@@ -100,6 +100,18 @@ func writeGGUF(m denseModel, o output) error {
 		return err
 	}
 	return w.Close()
+}
+
+// ggufType is the dtype a tensor is written in. Vectors (norms, biases)
+// are F32 as llama.cpp's own converters write them: its CPU backend has no
+// F16 or BF16 element-wise products with F32 activations and aborts on
+// them. Only a GGUF source's own vectors, copied without --dtype, keep
+// their type, so that a round trip gives back the same bytes.
+func ggufType(t checkpoint.TensorInfo, o output, fromGGUF bool) checkpoint.DType {
+	if len(t.Shape) == 1 && isFloat(t.DType) && (o.dtype != "" || !fromGGUF) {
+		return checkpoint.F32
+	}
+	return o.outType(t.DType)
 }
 
 // ggufMetadata returns the metadata to write and whether it is a GGUF

@@ -244,8 +244,12 @@ func TestConvertLlama2cGGUFRoundTrip(t *testing.T) {
 	convert(t, ConvertOptions{In: g, Out: half, DType: "f16"})
 	hf := openGGUF(t, half)
 	for _, ti := range hf.Tensors {
-		if ti.Type != gguf.GGMLF16 {
-			t.Errorf("--dtype f16: %s is %s", ti.Name, ti.Type)
+		want := gguf.GGMLF16
+		if len(ti.Dims) == 1 {
+			want = gguf.GGMLF32 // vectors stay F32, as llama.cpp needs them
+		}
+		if ti.Type != want {
+			t.Errorf("--dtype f16: %s is %s, want %s", ti.Name, ti.Type, want)
 		}
 	}
 	if v, _ := hf.Metadata.Get("general.file_type"); v.Bits != 1 {
