@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"regexp"
 	"time"
 
@@ -20,6 +22,8 @@ import (
 	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/compress/rtn"
 	"pocketllm-native/compress/vq"
+	"pocketllm-native/internal/atomicfile"
+	"pocketllm-native/internal/faultpoint"
 )
 
 // Method names, as stored in the container.
@@ -69,13 +73,29 @@ type CompressOptions struct {
 	AfterStage func(stage string, tensors map[string][]float32, seconds float64) error
 
 	Kernels bindings.Kernels
+	// KernelPath names the instruction-set path of cpu kernels (each rounds
+	// sums in its own order, so it changes the bytes); part of the job's
+	// fingerprint.
+	KernelPath string
 	// Events, when set, receives progress as the run goes.
 	Events func(Event)
+
+	// WorkDir, when set, keeps each trained group there as a record, written
+	// atomically as soon as the group is trained, and reuses the records an
+	// earlier run of the same job left: a run killed at any point and run
+	// again writes the same bytes as one uninterrupted run. A folder holding
+	// another job's records is an error naming what differs, unless Fresh
+	// discards them. The folder's records are removed after the output is
+	// written.
+	WorkDir string
+	Fresh   bool
+	// Shard, for CompressShard: the share of the groups this run trains.
+	Shard Shard
 }
 
 // Event is a progress report: a group starting, an epoch ending, a group done.
 type Event struct {
-	Kind       string // "calibration", "group", "epoch", "done", "stage", "tune", "notice"
+	Kind       string // "calibration", "group", "epoch", "done", "reused", "stage", "tune", "notice"
 	Group      string
 	Index, Of  int // group number (from 1) and group count
 	Members    int
@@ -149,8 +169,54 @@ type plannedGroup struct {
 }
 
 // Compress runs a whole compression job and returns the file's report.
+// With a WorkDir it keeps each trained group there and reuses what an
+// earlier run of the same job left (see WorkDir).
 func Compress(o CompressOptions) (*Report, error) {
 	start := time.Now()
+	if o.Shard.Count > 0 {
+		return nil, fmt.Errorf("a shard run writes a part file: use CompressShard")
+	}
+	j, err := startJob(o, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer j.close()
+	rep, err := j.writeContainer()
+	if err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// job is a planned run: its input, groups, calibration and where finished
+// groups are kept or come from.
+type job struct {
+	o       CompressOptions
+	src     *checkpoint.Source
+	planned []plannedGroup
+	kept    []checkpoint.TensorInfo
+	cal     *Calibrated
+	rec     jobRecord
+	id      [32]byte
+	work    *workDir // nil: nothing kept between runs
+	parts   *partSet // merge: every group comes from parts
+}
+
+// startJob checks the options, opens the input, plans every group and
+// calibrates. parts, for merge, are where the trained groups come from.
+func startJob(o CompressOptions, parts *partSet) (_ *job, err error) {
+	resumable := o.WorkDir != "" || parts != nil
+	var given jobSettings
+	if resumable {
+		if o.Calibrated != nil {
+			return nil, fmt.Errorf("a work folder or shards need the run to measure its own calibration")
+		}
+		// The settings as given, before the run resolves auto values.
+		if given, err = settingsOf(o); err != nil {
+			return nil, err
+		}
+	}
 	include, err := compileRegexp("--include", o.Include)
 	if err != nil {
 		return nil, err
@@ -189,15 +255,29 @@ func Compress(o CompressOptions) (*Report, error) {
 	default:
 		return nil, fmt.Errorf("--method %q: want %s, %s or %s", o.MethodName, MethodPocketLLM, MethodVQ, MethodRTN)
 	}
+	if o.Shard.Count > 0 {
+		if err := o.Shard.check(); err != nil {
+			return nil, err
+		}
+	}
+	if resumable && !o.Force {
+		// Refused before any training, and again, atomically, on publishing.
+		if _, err := os.Lstat(o.Out); err == nil {
+			return nil, atomicfile.ForceHint(fs.ErrExist, o.Out)
+		}
+	}
 	src, err := checkpoint.Open(o.In)
 	if err != nil {
 		return nil, err
 	}
-	defer src.Close()
-	for _, n := range src.Notices {
-		if o.Events != nil {
-			o.Events(Event{Kind: "notice", Stage: n})
+	j := &job{src: src, parts: parts}
+	defer func() {
+		if err != nil {
+			j.close()
 		}
+	}()
+	for _, n := range src.Notices {
+		o.emit(Event{Kind: "notice", Stage: n})
 	}
 	chosen, kept, err := plan.Select(src.Tensors, include, exclude)
 	if err != nil {
@@ -206,17 +286,110 @@ func Compress(o CompressOptions) (*Report, error) {
 	if len(chosen) == 0 {
 		return nil, fmt.Errorf("%s: no tensor matches --include %q", o.In, o.Include)
 	}
-	planned, err := planAll(chosen, &o)
-	if err != nil {
+	j.kept = kept
+	if j.planned, err = planAll(chosen, &o); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.In, err)
 	}
-	cal, err := o.calibrated(src)
+	if resumable {
+		// Fingerprint before calibrating: a mismatch is told at once.
+		if err := j.identify(o, given); err != nil {
+			return nil, err
+		}
+	}
+	if j.cal, err = o.calibrated(src); err != nil {
+		return nil, err
+	}
+	if err := o.Tuning.check(j.cal != nil); err != nil {
+		return nil, err
+	}
+	j.o = o
+	if o.WorkDir != "" {
+		if j.work, err = openWorkDir(o.WorkDir, j.rec, o.Fresh); err != nil {
+			return nil, err
+		}
+		j.scanWorkDir()
+	}
+	return j, nil
+}
+
+// identify fingerprints the job and, when merging, checks that the parts
+// were made by it.
+func (j *job) identify(o CompressOptions, given jobSettings) error {
+	fp, err := fingerprint(j.src, o, given)
 	if err != nil {
+		return err
+	}
+	sj, err := json.Marshal(given)
+	if err != nil {
+		return fmt.Errorf("recording the settings: %v", err)
+	}
+	j.rec = jobRecord{Fingerprint: fp, Tool: ToolVersion, Backend: backendID(o), Input: o.In, Settings: sj}
+	for _, g := range j.planned {
+		j.rec.Groups = append(j.rec.Groups, g.Name)
+	}
+	j.id = fp.jobID()
+	if j.parts != nil {
+		if why := j.parts.rec.mismatch(j.rec); why != "" {
+			return fmt.Errorf("%s: the parts were made by another job: %s", j.parts.first(), why)
+		}
+	}
+	return nil
+}
+
+func (j *job) close() {
+	if j.src != nil {
+		j.src.Close()
+	}
+	if j.parts != nil {
+		j.parts.close()
+	}
+}
+
+// obtain returns group i trained: from the parts being merged, from the
+// work folder, or trained now (and then kept in the work folder).
+func (j *job) obtain(i int) (*trained, error) {
+	g := j.planned[i]
+	var t *trained
+	var err error
+	switch {
+	case j.parts != nil:
+		if t, err = j.parts.load(i, g, j.id, len(j.planned)); err != nil {
+			return nil, err
+		}
+	case j.work != nil:
+		if t, err = j.work.load(i, g, j.id, len(j.planned)); err != nil {
+			// Damaged since the scan: say so and train it again.
+			j.o.emit(Event{Kind: "notice", Stage: err.Error() + "; training the group again"})
+			t = nil
+		}
+		if t != nil {
+			j.o.emit(Event{Kind: "reused", Group: g.Name, Index: i + 1, Of: len(j.planned), Members: len(g.Members), Dim: g.set.Dim, K: g.set.K, PlannedBPW: g.bpw, NMSE: t.nmse})
+		}
+	}
+	if t != nil {
+		// Tuning reads the original weights; the container writer does not.
+		if j.o.Tuning.active(j.cal) {
+			if t.mats, err = readMembers(j.src, g, j.o, j.cal); err != nil {
+				return nil, err
+			}
+		}
+		return t, nil
+	}
+	if t, err = trainGroup(j.src, g, i, len(j.planned), j.o, j.cal); err != nil {
 		return nil, err
 	}
-	if err := o.Tuning.check(cal != nil); err != nil {
-		return nil, err
+	if j.work != nil {
+		if err := j.work.store(i, len(j.planned), j.id, t); err != nil {
+			return nil, err
+		}
 	}
+	return t, nil
+}
+
+// writeContainer obtains every group, runs the stages that need all of
+// them, and writes the .pllm file.
+func (j *job) writeContainer() (*Report, error) {
+	o, src := j.o, j.src
 	w, err := pllm.Create(o.Out, o.Force)
 	if err != nil {
 		return nil, err
@@ -227,7 +400,7 @@ func Compress(o CompressOptions) (*Report, error) {
 			w.Abort()
 		}
 	}()
-	md, err := meta(src, o, cal)
+	md, err := meta(src, o, j.cal)
 	if err != nil {
 		return nil, err
 	}
@@ -235,29 +408,30 @@ func Compress(o CompressOptions) (*Report, error) {
 		return nil, err
 	}
 	var tunedKept map[string][]float32
-	if !o.Tuning.active(cal) {
+	if !o.Tuning.active(j.cal) {
 		// Groups are independent: train, write and forget one at a time.
-		for i, g := range planned {
-			t, err := trainGroup(src, g, i, len(planned), o, cal)
+		for i := range j.planned {
+			t, err := j.obtain(i)
 			if err != nil {
 				return nil, err
 			}
 			if err := writeGroup(w, t, o.In); err != nil {
 				return nil, err
 			}
+			faultpoint.Hit("container-group")
 		}
 	} else {
-		groups := make([]*trained, len(planned))
+		groups := make([]*trained, len(j.planned))
 		trainStart := time.Now()
-		for i, g := range planned {
-			if groups[i], err = trainGroup(src, g, i, len(planned), o, cal); err != nil {
+		for i := range j.planned {
+			if groups[i], err = j.obtain(i); err != nil {
 				return nil, err
 			}
 		}
 		if err := o.afterStage("trained", groups, nil, trainStart); err != nil {
 			return nil, err
 		}
-		if tunedKept, err = o.tune(src, groups, cal); err != nil {
+		if tunedKept, err = o.tune(src, groups, j.cal); err != nil {
 			return nil, fmt.Errorf("%s: %w", o.In, err)
 		}
 		for _, t := range groups {
@@ -267,9 +441,10 @@ func Compress(o CompressOptions) (*Report, error) {
 			if err := writeGroup(w, t, o.In); err != nil {
 				return nil, err
 			}
+			faultpoint.Hit("container-group")
 		}
 	}
-	for _, t := range kept {
+	for _, t := range j.kept {
 		raw, err := src.Raw(t.Name)
 		if err != nil {
 			return nil, err
@@ -298,7 +473,13 @@ func Compress(o CompressOptions) (*Report, error) {
 		return nil, err
 	}
 	ok = true
-	rep.Seconds = time.Since(start).Seconds()
+	faultpoint.Hit("container-written")
+	if j.work != nil {
+		// The groups are in the file now; a failure to tidy up loses nothing.
+		if err := j.work.remove(); err != nil {
+			j.o.emit(Event{Kind: "notice", Stage: err.Error()})
+		}
+	}
 	return rep, nil
 }
 
@@ -453,23 +634,11 @@ func trainGroup(src *checkpoint.Source, g plannedGroup, i, of int, o CompressOpt
 	}
 	emit(Event{Kind: "group"})
 	start := time.Now()
-	t := &trained{g: g, mats: make([]matrix.Matrix, len(g.Members))}
-	colWeights := cal.colWeights(o.Tuning)
-	for j, m := range g.Members {
-		data, err := src.Float32(m.Name)
-		if err != nil {
-			return nil, err
-		}
-		t.mats[j] = matrix.Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: data}
-		if colWeights != nil {
-			w, ok := colWeights[m.Name]
-			if !ok || len(w) != m.Cols {
-				return nil, fmt.Errorf("%s: no calibration statistics of width %d for tensor %s", o.In, m.Cols, m.Name)
-			}
-			t.mats[j].ColWeight = w
-		}
+	mats, err := readMembers(src, g, o, cal)
+	if err != nil {
+		return nil, err
 	}
-	var err error
+	t := &trained{g: g, mats: mats}
 	switch g.method {
 	case MethodVQ:
 		t.vq, err = trainVQ(o, g, t.mats)
@@ -491,6 +660,28 @@ func trainGroup(src *checkpoint.Source, g plannedGroup, i, of int, o CompressOpt
 	}
 	emit(Event{Kind: "done", NMSE: t.nmse, Seconds: time.Since(start).Seconds()})
 	return t, nil
+}
+
+// readMembers reads a group's matrices, with the calibration's column
+// weights where training uses them.
+func readMembers(src *checkpoint.Source, g plannedGroup, o CompressOptions, cal *Calibrated) ([]matrix.Matrix, error) {
+	mats := make([]matrix.Matrix, len(g.Members))
+	colWeights := cal.colWeights(o.Tuning)
+	for j, m := range g.Members {
+		data, err := src.Float32(m.Name)
+		if err != nil {
+			return nil, err
+		}
+		mats[j] = matrix.Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: data}
+		if colWeights != nil {
+			w, ok := colWeights[m.Name]
+			if !ok || len(w) != m.Cols {
+				return nil, fmt.Errorf("%s: no calibration statistics of width %d for tensor %s", o.In, m.Cols, m.Name)
+			}
+			mats[j].ColWeight = w
+		}
+	}
+	return mats, nil
 }
 
 // encode lays the group out as the container's arrays.

@@ -1,0 +1,156 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"pocketllm-native/internal/atomicfile"
+	"pocketllm-native/internal/faultpoint"
+)
+
+// workDir is a folder of group records of one job (FORMAT.md, "Work
+// folders and part files"): job.json says which job, group-NNNNN.rec holds
+// group NNNNN (from 0).
+type workDir struct {
+	path   string
+	reused int // records found valid when the run started
+}
+
+const jobFile = "job.json"
+
+func recordName(i int) string { return fmt.Sprintf("group-%05d.rec", i) }
+
+// openWorkDir makes or reopens the work folder of the job rec. A folder
+// of another job is an error naming what differs; fresh discards it.
+func openWorkDir(path string, rec jobRecord, fresh bool) (*workDir, error) {
+	w := &workDir{path: path}
+	if fresh {
+		if err := w.remove(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return nil, fmt.Errorf("work folder %s: %v", path, err)
+	}
+	jp := filepath.Join(path, jobFile)
+	data, err := os.ReadFile(jp)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if stray := w.records(); len(stray) > 0 {
+			// Records without the job that made them cannot be trusted.
+			return nil, fmt.Errorf("work folder %s: %d group records but no %s; pass --fresh to discard them", path, len(stray), jobFile)
+		}
+		js, err := json.MarshalIndent(rec, "", "  ")
+		if err != nil {
+			return nil, fmt.Errorf("work folder %s: %v", path, err)
+		}
+		if err := atomicfile.Write(jp, append(js, '\n'), false); err != nil {
+			return nil, fmt.Errorf("work folder %s: %v", path, err)
+		}
+		return w, nil
+	case err != nil:
+		return nil, fmt.Errorf("work folder %s: %v", path, err)
+	}
+	var was jobRecord
+	if err := json.Unmarshal(data, &was); err != nil {
+		return nil, fmt.Errorf("work folder %s: %s is damaged (%v); pass --fresh to discard the folder", path, jobFile, err)
+	}
+	if why := was.mismatch(rec); why != "" {
+		return nil, fmt.Errorf("work folder %s holds another job's groups: %s; pass --fresh to discard them, or give another --work-dir", path, why)
+	}
+	return w, nil
+}
+
+// records lists the record files present.
+func (w *workDir) records() []string {
+	names, _ := filepath.Glob(filepath.Join(w.path, "group-*.rec"))
+	return names
+}
+
+// scanWorkDir checks every record present once, so that the run can say
+// how many groups it reuses; damaged records are reported and removed.
+func (j *job) scanWorkDir() {
+	for i, g := range j.planned {
+		t, err := j.work.load(i, g, j.id, len(j.planned))
+		switch {
+		case err != nil:
+			j.o.emit(Event{Kind: "notice", Stage: err.Error() + "; the group will be trained again"})
+		case t != nil:
+			j.work.reused++
+		}
+	}
+	if j.work.reused > 0 {
+		j.o.emit(Event{Kind: "notice", Stage: fmt.Sprintf("work folder %s: reusing %d of %d groups trained by an earlier run", j.work.path, j.work.reused, len(j.planned))})
+	}
+}
+
+// load reads group i's record: nil without one, an error (after removing
+// it) for one that is damaged or not this job's.
+func (w *workDir) load(i int, g plannedGroup, job [32]byte, count int) (*trained, error) {
+	p := filepath.Join(w.path, recordName(i))
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err == nil {
+		var t *trained
+		if t, err = decodeRecord(b, job, g, i, count); err == nil {
+			return t, nil
+		}
+	}
+	os.Remove(p)
+	return nil, fmt.Errorf("work folder %s: group %s: %s: %v", w.path, g.Name, recordName(i), err)
+}
+
+// store writes group i's record atomically: a run killed while writing
+// leaves no record, never a partial one.
+func (w *workDir) store(i, count int, job [32]byte, t *trained) error {
+	b, err := encodeRecord(job, i, count, t)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(w.path, recordName(i))
+	faultpoint.Hit("record-before")
+	f, err := atomicfile.Create(p, true)
+	if err != nil {
+		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	half := len(b) / 2
+	if _, err := f.Write(b[:half]); err != nil {
+		f.Abort()
+		return fmt.Errorf("%s: %v", p, err)
+	}
+	faultpoint.Hit("record-during")
+	if _, err := f.Write(b[half:]); err != nil {
+		f.Abort()
+		return fmt.Errorf("%s: %v", p, err)
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("%s: %v", p, err)
+	}
+	faultpoint.Hit("record-after")
+	return nil
+}
+
+// remove deletes what the job put in the folder, and the folder when that
+// leaves it empty: a --work-dir the user keeps other files in stays.
+func (w *workDir) remove() error {
+	for _, p := range append(w.records(), filepath.Join(w.path, jobFile)) {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("work folder %s: %v", w.path, err)
+		}
+	}
+	if err := os.Remove(w.path); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotEmpty(err) {
+		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	return nil
+}
+
+func isNotEmpty(err error) bool {
+	return errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist)
+}
