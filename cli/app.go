@@ -41,7 +41,7 @@ func New() *cli.App {
 		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
 			compressCommand(), decompressCommand(), convertCommand(), inspectCommand(), demoCommand(),
-			evalCommand(), generateCommand(), backendsCommand(), benchCommand(), sweepCommand(),
+			evalCommand(), generateCommand(), backendsCommand(), benchCommand(), sweepCommand(), mergeCommand(),
 		},
 		// Errors are printed once, by main, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},

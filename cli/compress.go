@@ -66,6 +66,10 @@ func compressCommand() *cli.Command {
 			&cli.IntFlag{Name: "e2e-steps", Value: defaultE2ESteps, Usage: "Adam steps of every group's continuous parameters and the norms against the KL divergence from the original model on the calibration text (0: off)"},
 			&cli.Float64Flag{Name: "e2e-lr", Value: defaultE2ELR, Usage: "learning rate of --e2e-steps"},
 			&cli.IntFlag{Name: "e2e-batch", Value: defaultE2EBatch, Usage: "calibration sequences per --e2e-steps step"},
+			&cli.StringFlag{Name: "work-dir", Usage: "folder for the groups finished so far, reused when the same job runs again after a crash (default: --out with .work appended; removed once the output is written)"},
+			&cli.BoolFlag{Name: "fresh", Usage: "discard what the work folder holds and start over"},
+			&cli.StringFlag{Name: "shard", Usage: "I/N (I from 0): train only shard I's groups into the part file OUT.part-I-of-N, for merge; auto: I and N from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX and --shards"},
+			&cli.IntFlag{Name: "shards", Usage: "with --shard auto under a Kubernetes Indexed Job: the number of shards (the Job's completions)"},
 			backendFlag,
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
 			&cli.BoolFlag{Name: "progress-json", Usage: "write progress as JSON lines on stderr"},
@@ -144,27 +148,63 @@ func runCompress(c *cli.Context) error {
 	if o.Calibration, o.Tuning, err = tuningOptions(c); err != nil {
 		return err
 	}
-	k, err := kernels(c)
-	if err != nil {
+	if o.Kernels, o.KernelPath, err = kernelsAndPath(c); err != nil {
 		return err
 	}
-	o.Kernels = k
-	quiet := c.Bool("quiet")
-	switch {
-	case c.Bool("progress-json"):
-		enc := json.NewEncoder(c.App.ErrWriter)
-		o.Events = func(e pipeline.Event) { enc.Encode(e) }
-	case !quiet:
-		o.Events = progressPrinter(c.App.ErrWriter, isTerminal(os.Stderr))
+	o.Events = progressEvents(c)
+	o.WorkDir, o.Fresh = c.String("work-dir"), c.Bool("fresh")
+	if c.IsSet("shard") {
+		if o.Shard, err = shardOf(c.String("shard"), c.Int("shards"), os.LookupEnv); err != nil {
+			return err
+		}
+		o.Out = pipeline.PartPath(o.Out, o.Shard)
+		if o.WorkDir == "" {
+			o.WorkDir = o.Out + ".work"
+		}
+		part, err := pipeline.CompressShard(o)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(c.App.Writer, part)
+		}
+		if !c.Bool("quiet") {
+			fmt.Fprintf(c.App.Writer, "wrote %s: shard %s, %d of %d groups (%d reused from the work folder), %d bytes, took %.1fs\n",
+				part.File, part.Shard, len(part.Groups), part.Of, part.Reused, part.Bytes, part.Seconds)
+		}
+		return nil
+	}
+	if c.IsSet("shards") {
+		return fmt.Errorf("--shards goes with --shard auto")
+	}
+	if o.WorkDir == "" {
+		o.WorkDir = o.Out + ".work"
 	}
 	rep, err := pipeline.Compress(o)
 	if err != nil {
 		return err
 	}
+	return printReportAs(c, rep)
+}
+
+// progressEvents is the progress output the flags ask for (nil: none).
+func progressEvents(c *cli.Context) func(pipeline.Event) {
+	switch {
+	case c.Bool("progress-json"):
+		enc := json.NewEncoder(c.App.ErrWriter)
+		return func(e pipeline.Event) { enc.Encode(e) }
+	case !c.Bool("quiet"):
+		return progressPrinter(c.App.ErrWriter, isTerminal(os.Stderr))
+	}
+	return nil
+}
+
+// printReportAs prints a written file's report as the flags ask.
+func printReportAs(c *cli.Context, rep *pipeline.Report) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, rep)
 	}
-	if !quiet {
+	if !c.Bool("quiet") {
 		printReport(c.App.Writer, rep)
 	}
 	return nil
@@ -200,6 +240,8 @@ func progressPrinter(w io.Writer, live bool) func(pipeline.Event) {
 				fmt.Fprintf(w, "\r\033[K%s epoch %d/%d loss %.4g mse %.4g best %d, %s left",
 					head, p.Epoch, p.Epochs, p.Loss, p.ReconMSE, p.BestEpoch, p.Remaining.Round(time.Second))
 			}
+		case "reused":
+			fmt.Fprintf(w, "%s reused from the work folder, NMSE %s\n", head, formatNMSE(e.NMSE))
 		case "done":
 			if live {
 				fmt.Fprint(w, "\r\033[K")

@@ -101,8 +101,9 @@ func loadCalibration(src *checkpoint.Source, c Calibration) (*calibrationSet, st
 		if steps <= 0 {
 			steps = DefaultSampleTokens
 		}
-		if ctx := m.ContextLength(); ctx > 0 {
-			steps = min(steps, ctx)
+		if ctx := m.ContextLength(); ctx > 1 {
+			// A sample is its first token and the steps after it.
+			steps = min(steps, ctx-1)
 		}
 		for i := 0; i < n; i++ {
 			g, err := eval.Generate(m, tok, "", steps, 1, c.Seed+uint64(i))

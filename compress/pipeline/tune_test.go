@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,29 +21,10 @@ import (
 func tinyModel(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := checkpoint.LlamaConfig{
-		HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 2,
-		VocabSize: 260, MaxPositionEmbeddings: 32, RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: true,
-	}
-	if err := demomodel.Write(dir, cfg, 11); err != nil {
+	if err := demomodel.Write(dir, demomodel.Calibrated, 11); err != nil {
 		t.Fatal(err)
 	}
-	// <unk>, <s>, </s>, the 256 byte tokens and "a": 260 pieces.
-	var tok bytes.Buffer
-	binary.Write(&tok, binary.LittleEndian, int32(8))
-	piece := func(p string) {
-		binary.Write(&tok, binary.LittleEndian, float32(0))
-		binary.Write(&tok, binary.LittleEndian, int32(len(p)))
-		tok.WriteString(p)
-	}
-	for _, p := range []string{"<unk>", "\n<s>\n", "\n</s>\n"} {
-		piece(p)
-	}
-	for b := 0; b < 256; b++ {
-		piece(fmt.Sprintf("<0x%02X>", b))
-	}
-	piece("a")
-	if err := os.WriteFile(filepath.Join(dir, "tokenizer.bin"), tok.Bytes(), 0o644); err != nil {
+	if err := demomodel.WriteByteTokenizer(dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir

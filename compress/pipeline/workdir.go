@@ -17,40 +17,33 @@ import (
 // folders and part files"): job.json says which job, group-NNNNN.rec holds
 // group NNNNN (from 0).
 type workDir struct {
-	path   string
-	reused int // records found valid when the run started
+	path    string
+	rec     jobRecord
+	created bool // job.json is there
+	reused  int  // records found valid when the run started
 }
 
 const jobFile = "job.json"
 
 func recordName(i int) string { return fmt.Sprintf("group-%05d.rec", i) }
 
-// openWorkDir makes or reopens the work folder of the job rec. A folder
-// of another job is an error naming what differs; fresh discards it.
+// openWorkDir reopens the work folder of the job rec, if there is one. A
+// folder of another job is an error naming what differs; fresh discards
+// it. Nothing is created until the first group is finished (store), so a
+// run that stops before that leaves nothing behind.
 func openWorkDir(path string, rec jobRecord, fresh bool) (*workDir, error) {
-	w := &workDir{path: path}
+	w := &workDir{path: path, rec: rec}
 	if fresh {
 		if err := w.remove(); err != nil {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(path, 0o755); err != nil {
-		return nil, fmt.Errorf("work folder %s: %v", path, err)
-	}
-	jp := filepath.Join(path, jobFile)
-	data, err := os.ReadFile(jp)
+	data, err := os.ReadFile(filepath.Join(path, jobFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if stray := w.records(); len(stray) > 0 {
 			// Records without the job that made them cannot be trusted.
 			return nil, fmt.Errorf("work folder %s: %d group records but no %s; pass --fresh to discard them", path, len(stray), jobFile)
-		}
-		js, err := json.MarshalIndent(rec, "", "  ")
-		if err != nil {
-			return nil, fmt.Errorf("work folder %s: %v", path, err)
-		}
-		if err := atomicfile.Write(jp, append(js, '\n'), false); err != nil {
-			return nil, fmt.Errorf("work folder %s: %v", path, err)
 		}
 		return w, nil
 	case err != nil:
@@ -63,7 +56,24 @@ func openWorkDir(path string, rec jobRecord, fresh bool) (*workDir, error) {
 	if why := was.mismatch(rec); why != "" {
 		return nil, fmt.Errorf("work folder %s holds another job's groups: %s; pass --fresh to discard them, or give another --work-dir", path, why)
 	}
+	w.created = true
 	return w, nil
+}
+
+// create makes the folder and its job.json.
+func (w *workDir) create() error {
+	if err := os.MkdirAll(w.path, 0o755); err != nil {
+		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	js, err := json.MarshalIndent(w.rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	if err := atomicfile.Write(filepath.Join(w.path, jobFile), append(js, '\n'), false); err != nil {
+		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	w.created = true
+	return nil
 }
 
 // records lists the record files present.
@@ -113,6 +123,11 @@ func (w *workDir) store(i, count int, job [32]byte, t *trained) error {
 	b, err := encodeRecord(job, i, count, t)
 	if err != nil {
 		return err
+	}
+	if !w.created {
+		if err := w.create(); err != nil {
+			return err
+		}
 	}
 	p := filepath.Join(w.path, recordName(i))
 	faultpoint.Hit("record-before")

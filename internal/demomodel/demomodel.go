@@ -6,6 +6,8 @@
 package demomodel
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -137,4 +139,32 @@ func Write(dir string, cfg checkpoint.LlamaConfig, seed uint64) error {
 		return err
 	}
 	return atomicfile.Write(filepath.Join(dir, checkpoint.ConfigFileName), append(b, '\n'), true)
+}
+
+// Calibrated is a two-layer model whose vocabulary (260 tokens) is that of
+// WriteByteTokenizer, so that compression can sample calibration text from
+// it: for tests of the tuned path, which needs calibration.
+var Calibrated = checkpoint.LlamaConfig{
+	HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 2, NumAttentionHeads: 4, NumKeyValueHeads: 2,
+	VocabSize: 260, MaxPositionEmbeddings: 32, RMSNormEps: 1e-5, RopeTheta: 10000, TieWordEmbeddings: true,
+}
+
+// WriteByteTokenizer writes a byte-level llama2.c tokenizer (tokenizer.bin)
+// of 260 pieces into dir: <unk>, <s>, </s>, the 256 byte tokens and "a".
+func WriteByteTokenizer(dir string) error {
+	var tok bytes.Buffer
+	binary.Write(&tok, binary.LittleEndian, int32(8))
+	piece := func(p string) {
+		binary.Write(&tok, binary.LittleEndian, float32(0))
+		binary.Write(&tok, binary.LittleEndian, int32(len(p)))
+		tok.WriteString(p)
+	}
+	for _, p := range []string{"<unk>", "\n<s>\n", "\n</s>\n"} {
+		piece(p)
+	}
+	for b := 0; b < 256; b++ {
+		piece(fmt.Sprintf("<0x%02X>", b))
+	}
+	piece("a")
+	return atomicfile.Write(filepath.Join(dir, "tokenizer.bin"), tok.Bytes(), true)
 }
