@@ -11,7 +11,8 @@
 //   - backends: which kernel backends load here, and why any is refused;
 //   - bench: the kernels and a training epoch on every backend, side by side;
 //   - sweep: compress with each method over a ladder of settings, score,
-//     tabulate and plot.
+//     tabulate and plot;
+//   - merge: join the part files of compress --shard into one .pllm file.
 package cli
 
 import (

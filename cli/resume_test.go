@@ -257,3 +257,94 @@ func TestShardFromTheScheduler(t *testing.T) {
 		}
 	}
 }
+
+// mountTmpfs mounts a tmpfs of size bytes at a new folder (root only).
+func mountTmpfs(t *testing.T, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 || runtime.GOOS != "linux" {
+		t.Skip("a small tmpfs needs root on Linux")
+	}
+	dir := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	return dir
+}
+
+func remountTmpfs(t *testing.T, dir string, size int64) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", fmt.Sprintf("remount,size=%d", size), dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v: %s", err, out)
+	}
+}
+
+// pagesOf is what files take on a tmpfs: whole pages.
+func pagesOf(t *testing.T, paths ...string) int64 {
+	t.Helper()
+	page := int64(os.Getpagesize())
+	var n int64
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += (fi.Size() + page - 1) / page * page
+	}
+	return n
+}
+
+// A full disk, while group records are written or while the file is, is a
+// one-line error that leaves no partial output; once there is space, the
+// next run resumes from the records that were written and ends with the
+// bytes of an uninterrupted run.
+func TestFullDiskResumesOnceThereIsSpace(t *testing.T) {
+	model := calibratedModel(t)
+	c := jobCases[0]
+	want := referenceFile(t, c, model)
+	// How much the work folder takes: a run stopped after the file is in
+	// place leaves every record.
+	probe := filepath.Join(t.TempDir(), "probe.pllm")
+	if code, stderr := runChild(t, []string{faultpoint.Env + "=container-written"}, jobArgs(c, model, probe)...); code != -1 {
+		t.Fatalf("probe run: exit %d: %s", code, stderr)
+	}
+	recs, _ := filepath.Glob(filepath.Join(probe+".work", "*"))
+	work := pagesOf(t, recs...)
+	page := int64(os.Getpagesize())
+	for _, tc := range []struct {
+		name string
+		size int64
+	}{
+		{"while-records", work / 2 / page * page},
+		{"while-writing-the-file", work + (int64(len(want))/2+page-1)/page*page},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := mountTmpfs(t, tc.size)
+			out := filepath.Join(dir, "m.pllm")
+			code, _, stderr := run(append(jobArgs(c, model, out), "-q")...)
+			if code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "no space left on device") {
+				t.Fatalf("on a full disk: exit %d, stderr %q; want one line saying the disk is full", code, stderr)
+			}
+			names := testfs.Names(t, dir)
+			if len(names) != 1 || names[0] != "m.pllm.work" {
+				t.Fatalf("after the full disk: %q, want only the work folder", names)
+			}
+			kept, _ := filepath.Glob(filepath.Join(out+".work", "group-*.rec"))
+			if len(kept) == 0 {
+				t.Fatal("no group record survived the full disk")
+			}
+			remountTmpfs(t, dir, 4*(work+int64(len(want))))
+			code, stderr = runChild(t, nil, jobArgs(c, model, out)...)
+			if code != 0 {
+				t.Fatalf("with space: %s", stderr)
+			}
+			if got := reusedCount(stderr); got != len(kept) {
+				t.Errorf("reused %d groups, %d were kept", got, len(kept))
+			}
+			sameBytes(t, out, want)
+		})
+	}
+}

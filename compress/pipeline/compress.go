@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -323,7 +324,12 @@ func (j *job) identify(o CompressOptions, given jobSettings) error {
 	if err != nil {
 		return fmt.Errorf("recording the settings: %v", err)
 	}
-	j.rec = jobRecord{Fingerprint: fp, Tool: ToolVersion, Backend: backendID(o), Input: o.In, Settings: sj}
+	// Where merge reopens the input from, whatever folder it runs in.
+	in, err := filepath.Abs(o.In)
+	if err != nil {
+		in = o.In
+	}
+	j.rec = jobRecord{Fingerprint: fp, Tool: ToolVersion, Backend: backendID(o), Input: in, Settings: sj}
 	for _, g := range j.planned {
 		j.rec.Groups = append(j.rec.Groups, g.Name)
 	}

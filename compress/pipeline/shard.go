@@ -127,7 +127,7 @@ func CompressShard(o CompressOptions) (*PartReport, error) {
 	if rep.Bytes, err = j.writePart(mine); err != nil {
 		return nil, err
 	}
-	if err := j.work.remove(); err != nil {
+	if err := j.work.removeGroups(mine); err != nil {
 		j.o.emit(Event{Kind: "notice", Stage: err.Error()})
 	}
 	rep.Seconds = time.Since(start).Seconds()

@@ -17,10 +17,9 @@ import (
 // folders and part files"): job.json says which job, group-NNNNN.rec holds
 // group NNNNN (from 0).
 type workDir struct {
-	path    string
-	rec     jobRecord
-	created bool // job.json is there
-	reused  int  // records found valid when the run started
+	path   string
+	rec    jobRecord
+	reused int // records found valid when the run started
 }
 
 const jobFile = "job.json"
@@ -56,7 +55,6 @@ func openWorkDir(path string, rec jobRecord, fresh bool) (*workDir, error) {
 	if why := was.mismatch(rec); why != "" {
 		return nil, fmt.Errorf("work folder %s holds another job's groups: %s; pass --fresh to discard them, or give another --work-dir", path, why)
 	}
-	w.created = true
 	return w, nil
 }
 
@@ -69,10 +67,11 @@ func (w *workDir) create() error {
 	if err != nil {
 		return fmt.Errorf("work folder %s: %v", w.path, err)
 	}
-	if err := atomicfile.Write(filepath.Join(w.path, jobFile), append(js, '\n'), false); err != nil {
+	// Replacing: another shard of the same job may have just written the
+	// same bytes; another job's file was refused when the folder was opened.
+	if err := atomicfile.Write(filepath.Join(w.path, jobFile), append(js, '\n'), true); err != nil {
 		return fmt.Errorf("work folder %s: %v", w.path, err)
 	}
-	w.created = true
 	return nil
 }
 
@@ -124,7 +123,8 @@ func (w *workDir) store(i, count int, job [32]byte, t *trained) error {
 	if err != nil {
 		return err
 	}
-	if !w.created {
+	if _, err := os.Stat(filepath.Join(w.path, jobFile)); err != nil {
+		// First record, or another shard sharing the folder tidied it away.
 		if err := w.create(); err != nil {
 			return err
 		}
@@ -150,6 +150,21 @@ func (w *workDir) store(i, count int, job [32]byte, t *trained) error {
 	}
 	faultpoint.Hit("record-after")
 	return nil
+}
+
+// removeGroups deletes the records of groups (a shard's, now in its part
+// file), then the folder itself once no record is left: shards sharing a
+// folder leave each other's records alone.
+func (w *workDir) removeGroups(groups []int) error {
+	for _, i := range groups {
+		if err := os.Remove(filepath.Join(w.path, recordName(i))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("work folder %s: %v", w.path, err)
+		}
+	}
+	if len(w.records()) > 0 {
+		return nil
+	}
+	return w.remove()
 }
 
 // remove deletes what the job put in the folder, and the folder when that
