@@ -15,6 +15,7 @@ import (
 	"pocketllm-native/compress/pllm"
 	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/compress/rtn"
+	"pocketllm-native/internal/regularfile"
 )
 
 // ToolVersion changes whenever the same input and settings may give other
@@ -54,10 +55,10 @@ func settingsOf(o CompressOptions) (jobSettings, error) {
 	// PerCall runs the same steps (pocketllm.Settings): not a setting of the bytes.
 	s.Training.PerCall = false
 	var err error
-	if s.CalibrationTextSHA256, err = fileSHA256(o.Calibration.Text, "--calibration"); err != nil {
+	if s.CalibrationTextSHA256, err = fileSHA256(o.Calibration.Text, "calibration"); err != nil {
 		return s, err
 	}
-	if s.TokenizerSHA256, err = fileSHA256(o.Calibration.Tokenizer, "--tokenizer"); err != nil {
+	if s.TokenizerSHA256, err = fileSHA256(o.Calibration.Tokenizer, "calibration tokenizer"); err != nil {
 		return s, err
 	}
 	return s, nil
@@ -72,20 +73,17 @@ func (s jobSettings) apply(o *CompressOptions) {
 
 // fileSHA256 hashes a file or, for a folder (a tokenizer folder), nothing:
 // a folder's own files are the input's side files when it is the input.
-func fileSHA256(path, flag string) (string, error) {
+// what names the file's use in errors, as calibration's own errors do.
+func fileSHA256(path, what string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %v", flag, path, err)
-	}
-	if fi.IsDir() {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return "", nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path) // never waits on a FIFO; names the path
 	if err != nil {
-		return "", fmt.Errorf("%s %s: %v", flag, path, err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:]), nil

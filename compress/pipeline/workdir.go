@@ -138,12 +138,12 @@ func (w *workDir) store(i, count int, job [32]byte, t *trained) error {
 	half := len(b) / 2
 	if _, err := f.Write(b[:half]); err != nil {
 		f.Abort()
-		return fmt.Errorf("%s: %v", p, err)
+		return fmt.Errorf("%s: %v", p, bare(err))
 	}
 	faultpoint.Hit("record-during")
 	if _, err := f.Write(b[half:]); err != nil {
 		f.Abort()
-		return fmt.Errorf("%s: %v", p, err)
+		return fmt.Errorf("%s: %v", p, bare(err))
 	}
 	if err := f.Commit(); err != nil {
 		return fmt.Errorf("%s: %v", p, err)
@@ -183,4 +183,14 @@ func (w *workDir) remove() error {
 
 func isNotEmpty(err error) bool {
 	return errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist)
+}
+
+// bare drops the path of an error about a file being written, which may be
+// a temporary name ("(unnamed)"), so that the message names the record.
+func bare(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
