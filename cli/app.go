@@ -70,6 +70,9 @@ func Main(args []string) int {
 func Run(args []string, stdout, stderr io.Writer) int {
 	app := New()
 	app.Writer, app.ErrWriter = stdout, stderr
+	if len(args) > 2 && args[1] == "merge" {
+		args = append(args[:2:2], flagsFirst(mergeCommand(), args[2:])...)
+	}
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(stderr, "pocketllm-native: %s\n", oneLine(err.Error()))
 		return 1

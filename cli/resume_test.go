@@ -205,7 +205,8 @@ func TestShardsKilledAndMergedGiveTheSameBytes(t *testing.T) {
 			if code != 1 || !strings.Contains(stderr, "no part holds group") || strings.Count(stderr, "\n") != 1 {
 				t.Errorf("merge without part 1: exit %d, stderr %q", code, stderr)
 			}
-			if code, _, stderr := run("merge", "--out", out, "--backend", "go", "-q", parts[2], parts[0], parts[1]); code != 0 {
+			// Parts first, then flags, as merge is naturally written.
+			if code, _, stderr := run("merge", parts[2], parts[0], parts[1], "--out", out, "--backend", "go", "-q"); code != 0 {
 				t.Fatalf("merge: %s", stderr)
 			}
 			sameBytes(t, out, want)

@@ -297,6 +297,12 @@ func startJob(o CompressOptions, parts *partSet) (_ *job, err error) {
 			return nil, err
 		}
 	}
+	if o.WorkDir != "" {
+		// Before calibrating too: a folder of another job is told at once.
+		if j.work, err = openWorkDir(o.WorkDir, j.rec, o.Fresh); err != nil {
+			return nil, err
+		}
+	}
 	if j.cal, err = o.calibrated(src); err != nil {
 		return nil, err
 	}
@@ -304,10 +310,7 @@ func startJob(o CompressOptions, parts *partSet) (_ *job, err error) {
 		return nil, err
 	}
 	j.o = o
-	if o.WorkDir != "" {
-		if j.work, err = openWorkDir(o.WorkDir, j.rec, o.Fresh); err != nil {
-			return nil, err
-		}
+	if j.work != nil {
 		j.scanWorkDir()
 	}
 	return j, nil

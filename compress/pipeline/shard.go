@@ -267,7 +267,7 @@ func openParts(names []string) (_ *partSet, err error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("no part holds group%s %s (%d of %d groups missing; shards seen: %s)", plural(len(missing)), strings.Join(missing, ", "), len(missing), len(p.rec.Groups), shardsSeen(headers))
+		return nil, fmt.Errorf("no part holds group%s %s (%d of %d groups missing; %s)", plural(len(missing)), strings.Join(missing, ", "), len(missing), len(p.rec.Groups), shardsSeen(headers, names[0]))
 	}
 	return p, nil
 }
@@ -286,12 +286,39 @@ func sizeOf(fi os.FileInfo) int64 {
 	return fi.Size()
 }
 
-func shardsSeen(h []partHeader) string {
-	var s []string
-	for _, x := range h {
-		s = append(s, x.Shard)
+// shardsSeen names the shards given and, when they are of one count, the
+// part files not given (named after the first part's name).
+func shardsSeen(h []partHeader, first string) string {
+	base := "OUT"
+	if i := strings.LastIndex(first, ".part-"); i > 0 {
+		base = first[:i]
 	}
-	return strings.Join(s, ", ")
+	var seen []string
+	given := map[string]bool{}
+	count := -1
+	for _, x := range h {
+		seen = append(seen, x.Shard)
+		given[x.Shard] = true
+		var i, n int
+		if _, err := fmt.Sscanf(x.Shard, "%d/%d", &i, &n); err != nil || count >= 0 && n != count {
+			count = -2
+		} else if count != -2 {
+			count = n
+		}
+	}
+	out := "shards given: " + strings.Join(seen, ", ")
+	if count > 0 {
+		var absent []string
+		for i := range count {
+			if s := (Shard{i, count}).String(); !given[s] {
+				absent = append(absent, PartPath(base, Shard{i, count}))
+			}
+		}
+		if len(absent) > 0 {
+			out += "; not given: " + strings.Join(absent, ", ")
+		}
+	}
+	return out
 }
 
 func readPartHeader(f *os.File) (partHeader, int64, error) {
