@@ -22,7 +22,7 @@ func compressCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "compress",
 		Usage:     "compress a checkpoint into one .pllm file",
-		UsageText: "pocketllm-native compress --in MODEL --out FILE.pllm [--bits B | --dim D --codebook K] [options]",
+		UsageText: "pocketllm-native compress --in MODEL --out FILE.pllm [--bits B | --dim D --codebook K] [--work-dir W] [--fresh] [--shard I/N|auto] [options]",
 		Flags: []cli.Flag{
 			presetFlag,
 			&cli.StringFlag{Name: "in", Required: true, Usage: "a .safetensors file, a Hugging Face folder, or a llama2.c .bin checkpoint"},
