@@ -61,38 +61,36 @@ func encodeRecord(job [32]byte, index, count int, t *trained) ([]byte, error) {
 	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli)), nil
 }
 
-// recordIndex reads a record's header: which group of which job. It checks
-// nothing beyond the header's own shape; decodeRecord checks the rest.
-func recordIndex(b []byte) (job [32]byte, index int, err error) {
+// checkRecord checks a record's framing, CRC and header against the job
+// and the group it should hold, without decoding its payload.
+func checkRecord(b []byte, job [32]byte, index, count int) error {
 	if len(b) < recordHeaderSize+4 || !bytes.Equal(b[:8], recordMagic[:]) {
-		return job, 0, fmt.Errorf("%w: not a group record", errRecord)
+		return fmt.Errorf("%w: not a group record", errRecord)
 	}
-	copy(job[:], b[8:40])
-	return job, int(binary.LittleEndian.Uint32(b[40:])), nil
+	n := binary.LittleEndian.Uint64(b[48:])
+	if n != uint64(len(b)-recordHeaderSize-4) {
+		return fmt.Errorf("%w: %d bytes where its header says %d (cut short?)", errRecord, len(b), n+recordHeaderSize+4)
+	}
+	if crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+		return fmt.Errorf("%w: CRC-32C mismatch", errRecord)
+	}
+	if !bytes.Equal(b[8:40], job[:]) {
+		return fmt.Errorf("%w: made by another job (fingerprint differs)", errRecord)
+	}
+	if i, c := int(binary.LittleEndian.Uint32(b[40:])), int(binary.LittleEndian.Uint32(b[44:])); i != index || c != count {
+		return fmt.Errorf("%w: holds group %d of %d, not %d of %d", errRecord, i+1, c, index+1, count)
+	}
+	return nil
 }
 
 // decodeRecord checks a record against the job and the group it should
 // hold and restores the trained group (without its weights).
 func decodeRecord(b []byte, job [32]byte, g plannedGroup, index, count int) (*trained, error) {
-	if len(b) < recordHeaderSize+4 || !bytes.Equal(b[:8], recordMagic[:]) {
-		return nil, fmt.Errorf("%w: not a group record", errRecord)
-	}
-	n := binary.LittleEndian.Uint64(b[48:])
-	if n != uint64(len(b)-recordHeaderSize-4) {
-		return nil, fmt.Errorf("%w: %d bytes where its header says %d (cut short?)", errRecord, len(b), n+recordHeaderSize+4)
-	}
-	body := b[recordHeaderSize : len(b)-4]
-	if crc32.Checksum(b[:len(b)-4], castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
-		return nil, fmt.Errorf("%w: CRC-32C mismatch", errRecord)
-	}
-	if !bytes.Equal(b[8:40], job[:]) {
-		return nil, fmt.Errorf("%w: made by another job (fingerprint differs)", errRecord)
-	}
-	if i, c := int(binary.LittleEndian.Uint32(b[40:])), int(binary.LittleEndian.Uint32(b[44:])); i != index || c != count {
-		return nil, fmt.Errorf("%w: holds group %d of %d, not %d of %d", errRecord, i+1, c, index+1, count)
+	if err := checkRecord(b, job, index, count); err != nil {
+		return nil, err
 	}
 	var p recordPayload
-	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&p); err != nil {
+	if err := gob.NewDecoder(bytes.NewReader(b[recordHeaderSize : len(b)-4])).Decode(&p); err != nil {
 		return nil, fmt.Errorf("%w: %v", errRecord, err)
 	}
 	if p.Name != g.Name {

@@ -81,21 +81,39 @@ func (w *workDir) records() []string {
 	return names
 }
 
-// scanWorkDir checks every record present once, so that the run can say
-// how many groups it reuses; damaged records are reported and removed.
+// scanWorkDir checks every record present once (its CRC, not yet its
+// payload), so that the run can say how many groups it reuses; damaged
+// records are reported and removed.
 func (j *job) scanWorkDir() {
 	for i, g := range j.planned {
-		t, err := j.work.load(i, g, j.id, len(j.planned))
+		ok, err := j.work.check(i, g, j.id, len(j.planned))
 		switch {
 		case err != nil:
 			j.o.emit(Event{Kind: "notice", Stage: err.Error() + "; the group will be trained again"})
-		case t != nil:
+		case ok:
 			j.work.reused++
 		}
 	}
 	if j.work.reused > 0 {
 		j.o.emit(Event{Kind: "notice", Stage: fmt.Sprintf("work folder %s: reusing %d of %d groups trained by an earlier run", j.work.path, j.work.reused, len(j.planned))})
 	}
+}
+
+// check says whether group i has a record that checks (framing, CRC,
+// header), without decoding it; one that does not is removed and reported.
+func (w *workDir) check(i int, g plannedGroup, job [32]byte, count int) (bool, error) {
+	p := filepath.Join(w.path, recordName(i))
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err == nil {
+		if err = checkRecord(b, job, i, count); err == nil {
+			return true, nil
+		}
+	}
+	os.Remove(p)
+	return false, fmt.Errorf("work folder %s: group %s: %s: %v", w.path, g.Name, recordName(i), err)
 }
 
 // load reads group i's record: nil without one, an error (after removing
