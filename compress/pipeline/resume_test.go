@@ -12,6 +12,7 @@ import (
 
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
+	"pocketllm-native/compress/rtn"
 )
 
 // resumeCase is a job small enough to run many times: a plain (untuned)
@@ -39,9 +40,15 @@ func resumeCases() []resumeCase {
 			return o
 		}
 	}
+	rtnJob := func(in, out string) CompressOptions {
+		o := untuned(MethodRTN)(in, out)
+		o.Dim, o.K, o.RTN = 0, 0, rtn.Settings{Bits: 3, GroupSize: 16}
+		return o
+	}
 	return []resumeCase{
 		{"untuned-pocketllm", untuned(MethodPocketLLM)},
 		{"untuned-vq", untuned(MethodVQ)},
+		{"rtn", rtnJob},
 		{"tuned-pocketllm", tuned(MethodPocketLLM)},
 		{"tuned-vq", tuned(MethodVQ)},
 	}
