@@ -208,6 +208,22 @@ func TestShardsMergeToTheSingleRun(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "is in both") {
 				t.Errorf("merging %s twice: %v", parts[0], err)
 			}
+			// A damaged part is refused, naming it, and nothing is written.
+			b, err := os.ReadFile(parts[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)-8] ^= 0x10
+			if err := os.WriteFile(parts[0], b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Merge(MergeOptions{Parts: parts, Out: out + "4.pllm", Kernels: c.opts(in, "").Kernels})
+			if err == nil || !strings.Contains(err.Error(), parts[0]) || !strings.Contains(err.Error(), "CRC-32C") {
+				t.Errorf("merging a damaged part: %v", err)
+			}
+			if _, err := os.Stat(out + "4.pllm"); err == nil {
+				t.Error("a merge of a damaged part wrote its output")
+			}
 		})
 	}
 }
