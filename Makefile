@@ -42,7 +42,7 @@ test-go:
 # deploy/slurm/compress.sbatch as a 4-shard array plus merge on a Slurm
 # cluster started here (installs slurm-wlm and munge with apt if missing):
 # shards killed, resubmitted, merged; the result must equal a single-process
-# run. Under half a minute on two cores, the CLI's build included.
+# run. About 15 seconds on two cores once the CLI is built.
 test-cluster:
 	scripts/test-cluster
 
