@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 # default, 60s, left both workers minimising for most of a short run).
 FUZZMINTIME ?= 1s
 
-.PHONY: build deps native llamacpp test test-go fuzz bench vectors lint demo clean gpu-check-prepare gpu-check
+.PHONY: build deps native llamacpp test test-go test-cluster fuzz bench vectors lint demo clean gpu-check-prepare gpu-check
 
 # The binary goes to build/bin, so that the libraries in build/lib are its ../lib.
 build: native
@@ -36,14 +36,22 @@ llamacpp:
 
 # Everything CI checks: the build tools (installed if missing), the native
 # library and its C tests, then the Go tests with the native CPU backend
-# required, then a short fuzzing run per target.
+# required, a short fuzzing run per target, and the shipped Slurm job on a
+# single-node cluster (skipped unless root with ../shared present).
 test: deps native
 	ctest --test-dir $(BUILD) --output-on-failure
-	$(MAKE) test-go fuzz
+	$(MAKE) test-go fuzz test-cluster
 
 test-go:
 	$(GOFLAGS_) $(GO) vet ./...
 	POCKETLLM_REQUIRE_BACKENDS=go,cpu $(GOFLAGS_) $(GO) test -timeout 30m ./...
+
+# deploy/slurm/compress.sbatch as a 4-shard array plus merge on a Slurm
+# cluster started here (installs slurm-wlm and munge with apt if missing):
+# shards killed, resubmitted, merged; the result must equal a single-process
+# run. About 15 seconds on two cores once the CLI is built.
+test-cluster:
+	scripts/test-cluster
 
 # FuzzContent frames its input with valid checksums, so it reaches the
 # descriptor and body checks that FuzzOpen's random bytes rarely pass.
