@@ -62,6 +62,16 @@ type WriteOptions = formatbase.WriteOptions
 // DecodeFloat32 converts little-endian F32, F16 or BF16 bytes to float32.
 func DecodeFloat32(dt DType, raw []byte) ([]float32, error) { return formatbase.DecodeFloat32(dt, raw) }
 
+// DecodeFloat32Into is DecodeFloat32 into dst, which must hold exactly the
+// elements of raw, so a tensor can be decoded piece by piece.
+func DecodeFloat32Into(dst []float32, dt DType, raw []byte) error {
+	return formatbase.DecodeFloat32Into(dst, dt, raw)
+}
+
+// FloatSize is the element size of F32, F16 and BF16; any other dtype is
+// an error wrapping ErrNotFloat.
+func FloatSize(dt DType) (int, error) { return formatbase.FloatSize(dt) }
+
 // EncodeFloat32 converts float32 values to little-endian F32, F16 or BF16
 // bytes, rounding to nearest even.
 func EncodeFloat32(dt DType, src []float32) ([]byte, error) { return formatbase.EncodeFloat32(dt, src) }

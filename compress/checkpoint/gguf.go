@@ -1,7 +1,9 @@
 package checkpoint
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 
 	"pocketllm-native/compress/checkpoint/formatbase"
 	"pocketllm-native/compress/gguf"
@@ -81,6 +83,17 @@ func newGGUFSource(path string, f *gguf.File) (*Source, error) {
 		s.Notices = append(s.Notices, fmt.Sprintf("%s: %d Q8_0 tensors dequantized to F32", path, q8))
 	}
 	return s, nil
+}
+
+// Stream returns Raw's bytes as a reader. GGUF tensors are converted
+// (dequantised, rows reordered) whole, so they are read whole: a GGUF
+// source is not bounded by a group.
+func (g *ggufSource) Stream(name string) (io.Reader, int64, error) {
+	raw, err := g.Raw(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	return bytes.NewReader(raw), int64(len(raw)), nil
 }
 
 // Raw returns a tensor in the tool's layout: Q8_0 dequantized to F32 bytes,

@@ -80,6 +80,7 @@ type entry struct {
 
 type rawReader interface {
 	Raw(name string) ([]byte, error)
+	Stream(name string) (io.Reader, int64, error)
 }
 
 // Open opens path as a checkpoint:
@@ -385,27 +386,67 @@ func (s *Source) Raw(name string) ([]byte, error) {
 	return e.owner.Raw(name)
 }
 
+// Stream returns a reader of the named tensor's stored bytes (as Raw
+// returns them) and their count, for copying a tensor without holding it.
+func (s *Source) Stream(name string) (io.Reader, int64, error) {
+	e, ok := s.index[name]
+	if !ok {
+		return nil, 0, fmt.Errorf("%s: no tensor %q", s.Path, name)
+	}
+	return e.owner.Stream(name)
+}
+
 // Float32 returns the named tensor converted to float32. F32, F16 and BF16
-// convert exactly; any other dtype is an error.
+// convert exactly; any other dtype is an error. The stored bytes are read
+// in pieces into the result, so the tensor is held once, not twice.
 func (s *Source) Float32(name string) ([]float32, error) {
 	info, ok := s.Info(name)
 	if !ok {
 		return nil, fmt.Errorf("%s: no tensor %q", s.Path, name)
 	}
-	switch info.DType {
-	case F32, F16, BF16:
-	default:
-		return nil, fmt.Errorf("%s: tensor %q has dtype %s: %w", s.Path, name, info.DType, formatbase.ErrNotFloat)
-	}
-	raw, err := s.Raw(name)
-	if err != nil {
+	out := make([]float32, info.NumElements())
+	if err := s.Float32Into(name, out); err != nil {
 		return nil, err
 	}
-	v, err := formatbase.DecodeFloat32(info.DType, raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: tensor %q: %w", s.Path, name, err)
+	return out, nil
+}
+
+// Float32Into is Float32 into dst, which must hold exactly the tensor's
+// elements: a caller can reuse memory it already has.
+func (s *Source) Float32Into(name string, dst []float32) error {
+	info, ok := s.Info(name)
+	if !ok {
+		return fmt.Errorf("%s: no tensor %q", s.Path, name)
 	}
-	return v, nil
+	size, err := formatbase.FloatSize(info.DType)
+	if err != nil {
+		return fmt.Errorf("%s: tensor %q has dtype %s: %w", s.Path, name, info.DType, formatbase.ErrNotFloat)
+	}
+	if len(dst) != info.NumElements() {
+		return fmt.Errorf("%s: tensor %q has %d elements, not %d", s.Path, name, info.NumElements(), len(dst))
+	}
+	src, n, err := s.Stream(name)
+	if err != nil {
+		return err
+	}
+	if n != int64(size)*int64(len(dst)) {
+		return fmt.Errorf("%s: tensor %q: %d bytes for %d elements of %s", s.Path, name, n, len(dst), info.DType)
+	}
+	buf := make([]byte, min(n, 1<<20))
+	for done := 0; done < len(dst); {
+		k := min(len(dst)-done, len(buf)/size)
+		if _, err := io.ReadFull(src, buf[:k*size]); err != nil {
+			if err == io.ErrUnexpectedEOF || err == io.EOF {
+				err = fmt.Errorf("%s: reading tensor %q: %w", s.Path, name, io.ErrUnexpectedEOF)
+			}
+			return err
+		}
+		if err := formatbase.DecodeFloat32Into(dst[done:done+k], info.DType, buf[:k*size]); err != nil {
+			return fmt.Errorf("%s: tensor %q: %w", s.Path, name, err)
+		}
+		done += k
+	}
+	return nil
 }
 
 // Close closes every file of the source.

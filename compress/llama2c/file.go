@@ -1,6 +1,7 @@
 package llama2c
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -150,6 +151,26 @@ func (f *File) Raw(name string) ([]byte, error) {
 	return out, nil
 }
 
+// Stream returns a reader of the named tensor's bytes as Raw returns them,
+// and their count. Tensors stored in order are read through the caller's
+// buffers; q_proj and k_proj, whose rows are permuted, are read whole.
+func (f *File) Stream(name string) (io.Reader, int64, error) {
+	i, ok := f.index[name]
+	if !ok {
+		return nil, 0, fmt.Errorf("%s: no tensor %q", f.path, name)
+	}
+	e := f.entries[i]
+	n := 4 * int64(e.info.NumElements())
+	if e.heads == 0 {
+		return formatbase.TensorStream(f.f, f.path, name, e.offset, n), n, nil
+	}
+	raw, err := f.Raw(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	return bytes.NewReader(raw), n, nil
+}
+
 // Float32 returns the named tensor in the Hugging Face layout.
 func (f *File) Float32(name string) ([]float32, error) {
 	raw, err := f.Raw(name)
@@ -177,6 +198,25 @@ func Write(path string, cfg formatbase.LlamaConfig, get func(name string) ([]flo
 // is written to a temporary name beside path and renamed when complete; on
 // error nothing is left behind.
 func WriteWith(path string, cfg formatbase.LlamaConfig, get func(name string) ([]float32, error), opt formatbase.WriteOptions) error {
+	return WriteFrom(path, cfg, func(name string) (io.Reader, int64, error) {
+		vals, err := get(name)
+		if err != nil {
+			return nil, 0, err
+		}
+		raw, err := formatbase.EncodeFloat32(formatbase.F32, vals)
+		if err != nil {
+			return nil, 0, err
+		}
+		return bytes.NewReader(raw), int64(len(raw)), nil
+	}, opt)
+}
+
+// WriteFrom is WriteWith with each tensor given as a reader of its
+// little-endian F32 bytes and their count, which must be the tensor's size.
+// Tensors stored in order (the embedding, the norms, the output layer)
+// are copied through a small buffer, so none is ever held whole; q_proj
+// and k_proj, whose rows are permuted, are read whole.
+func WriteFrom(path string, cfg formatbase.LlamaConfig, open func(name string) (io.Reader, int64, error), opt formatbase.WriteOptions) error {
 	c, err := ConfigFromLlama(cfg)
 	if err != nil {
 		return fmt.Errorf("%s: llama2c: %w", path, err)
@@ -200,25 +240,33 @@ func WriteWith(path string, cfg formatbase.LlamaConfig, get func(name string) ([
 	if _, err := out.Write(hdr[:]); err != nil {
 		return err
 	}
-	var perm []byte
+	buf := make([]byte, 1<<20)
 	for _, e := range c.layout() {
-		vals, err := get(e.info.Name)
+		src, size, err := open(e.info.Name)
 		if err != nil {
 			return fmt.Errorf("%s: llama2c: tensor %q: %w", path, e.info.Name, err)
 		}
-		if n := e.info.NumElements(); len(vals) != n {
-			return fmt.Errorf("%s: llama2c: tensor %q: got %d values, shape %v needs %d", path, e.info.Name, len(vals), e.info.Shape, n)
-		}
-		raw, err := formatbase.EncodeFloat32(formatbase.F32, vals)
-		if err != nil {
-			return err
+		if n := e.info.NumElements(); size != 4*int64(n) {
+			return fmt.Errorf("%s: llama2c: tensor %q: got %d values, shape %v needs %d", path, e.info.Name, size/4, e.info.Shape, n)
 		}
 		if e.heads > 0 {
-			perm = append(perm[:0], raw...)
-			permuteRows(raw, perm, e.heads, 4*e.info.Shape[1], true)
+			raw := make([]byte, size)
+			if _, err := io.ReadFull(src, raw); err != nil {
+				return fmt.Errorf("%s: llama2c: tensor %q: %w", path, e.info.Name, err)
+			}
+			perm := make([]byte, size)
+			permuteRows(perm, raw, e.heads, 4*e.info.Shape[1], true)
+			if _, err := out.Write(perm); err != nil {
+				return err
+			}
+			continue
 		}
-		if _, err := out.Write(raw); err != nil {
-			return err
+		got, err := io.CopyBuffer(out, io.LimitReader(src, size), buf)
+		if err == nil && got != size {
+			err = fmt.Errorf("source ended after %d of %d bytes", got, size)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: llama2c: tensor %q: %w", path, e.info.Name, err)
 		}
 	}
 	return out.Commit()

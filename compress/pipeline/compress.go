@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"time"
 
 	"pocketllm-native/bindings"
@@ -399,6 +400,7 @@ func (j *job) obtain(i int) (*trained, error) {
 // them, and writes the .pllm file.
 func (j *job) writeContainer() (*Report, error) {
 	o, src := j.o, j.src
+	defer limitMemory(largestPlanned(j.planned))()
 	w, err := pllm.Create(o.Out, o.Force)
 	if err != nil {
 		return nil, err
@@ -428,6 +430,11 @@ func (j *job) writeContainer() (*Report, error) {
 				return nil, err
 			}
 			faultpoint.Hit("container-group")
+			// The group's buffers are garbage now; handing them back
+			// before the next group allocates keeps the resident set to
+			// one group's worth rather than one group's plus the last's.
+			t = nil
+			debug.FreeOSMemory()
 		}
 	} else {
 		groups := make([]*trained, len(j.planned))
@@ -454,16 +461,23 @@ func (j *job) writeContainer() (*Report, error) {
 		}
 	}
 	for _, t := range j.kept {
-		raw, err := src.Raw(t.Name)
+		if v, ok := tunedKept[t.Name]; ok {
+			raw, err := checkpoint.EncodeFloat32(t.DType, v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
+			}
+			if err := w.WriteRaw(t, raw); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// Copied through a small buffer: a kept embedding can be larger
+		// than any group.
+		data, n, err := src.Stream(t.Name)
 		if err != nil {
 			return nil, err
 		}
-		if v, ok := tunedKept[t.Name]; ok {
-			if raw, err = checkpoint.EncodeFloat32(t.DType, v); err != nil {
-				return nil, fmt.Errorf("%s: tensor %s: %w", o.In, t.Name, err)
-			}
-		}
-		if err := w.WriteRaw(t, raw); err != nil {
+		if err := w.WriteRawFrom(t, data, n); err != nil {
 			return nil, err
 		}
 	}
@@ -659,7 +673,23 @@ func trainGroup(src *checkpoint.Source, g plannedGroup, i, of int, o CompressOpt
 		grp, t.nmse, err = compressRTN(o, g, t.mats)
 		t.rtn = &grp
 	default:
-		t.pl, err = pocketllm.Compress(o.Kernels, t.mats, g.set, func(p pocketllm.Progress) { emit(Event{Kind: "epoch", Epoch: &p}) })
+		progress := func(p pocketllm.Progress) { emit(Event{Kind: "epoch", Epoch: &p}) }
+		set := g.set
+		// The cpu library's resident run would hold the group's rows, loss
+		// weights, latents and decoded rows a second time in the same
+		// memory; call by call gives the same bytes (pocketllm.Settings.
+		// PerCall) in less (BENCHMARKS.md, "Memory").
+		set.PerCall = set.PerCall || o.Kernels.Name() == "cpu"
+		if o.Tuning.active(cal) {
+			t.pl, err = pocketllm.Compress(o.Kernels, t.mats, set, progress)
+		} else {
+			// Nothing after training needs the weights: they are dropped
+			// once training has its scaled copy and read again, a member
+			// at a time, for the final error, so the group is held once.
+			t.pl, err = pocketllm.CompressReleasing(o.Kernels, t.mats, set, progress, func(j int, dst []float32) error {
+				return src.Float32Into(g.Members[j].Name, dst)
+			})
+		}
 		if err == nil {
 			t.nmse = t.pl.NMSE
 		}

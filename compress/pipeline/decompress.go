@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -82,6 +83,7 @@ func Decompress(o DecompressOptions) error {
 		return err
 	}
 	defer r.Close()
+	defer limitMemory(largestStored(r.Groups()))()
 	format := o.Format
 	if format == "" {
 		format = FormatSafetensors
@@ -200,6 +202,12 @@ func reconstructGroup(r *pllm.Reader, file string, i int, k bindings.Kernels) ([
 // to ±Inf, bf16 those next to float32's largest. A value that already is
 // ±Inf or NaN (a kept tensor's own) is converted as it is.
 func encodeTensor(file, name string, dt checkpoint.DType, shape []int, v []float32) ([]byte, error) {
+	return encodePiece(file, name, dt, shape, v, 0)
+}
+
+// encodePiece is encodeTensor for the elements of a tensor from base on,
+// so that a tensor can be converted piece by piece.
+func encodePiece(file, name string, dt checkpoint.DType, shape []int, v []float32, base int) ([]byte, error) {
 	var overflows func(float32) bool
 	switch dt {
 	case "F16":
@@ -210,7 +218,7 @@ func encodeTensor(file, name string, dt checkpoint.DType, shape []int, v []float
 	if overflows != nil {
 		for e, x := range v {
 			if !math.IsInf(float64(x), 0) && overflows(x) {
-				return nil, fmt.Errorf("%s: tensor %s: weight %s = %v does not fit %s (it would become infinite); use --dtype f32", file, name, position(shape, e), x, strings.ToLower(string(dt)))
+				return nil, fmt.Errorf("%s: tensor %s: weight %s = %v does not fit %s (it would become infinite); use --dtype f32", file, name, position(shape, base+e), x, strings.ToLower(string(dt)))
 			}
 		}
 	}
@@ -219,6 +227,94 @@ func encodeTensor(file, name string, dt checkpoint.DType, shape []int, v []float
 		return nil, fmt.Errorf("%s: tensor %s: %w", file, name, err)
 	}
 	return buf, nil
+}
+
+// pieceElements is how many elements the streaming converters below
+// convert at a time.
+const pieceElements = 1 << 18
+
+// encodeReader gives a rebuilt tensor's bytes in dtype dt, encoded (with
+// encodeTensor's checks) a piece at a time rather than beside the tensor.
+type encodeReader struct {
+	file, name string
+	dt         checkpoint.DType
+	shape      []int
+	v          []float32
+	done       int
+	pending    []byte
+}
+
+func (e *encodeReader) Read(p []byte) (int, error) {
+	if len(e.pending) == 0 {
+		if e.done == len(e.v) {
+			return 0, io.EOF
+		}
+		k := min(len(e.v)-e.done, pieceElements)
+		out, err := encodePiece(e.file, e.name, e.dt, e.shape, e.v[e.done:e.done+k], e.done)
+		if err != nil {
+			return 0, err
+		}
+		e.pending, e.done = out, e.done+k
+	}
+	n := copy(p, e.pending)
+	e.pending = e.pending[n:]
+	return n, nil
+}
+
+// convertReader converts a stored tensor's bytes (read from src) to
+// another float dtype a piece at a time, with encodeTensor's checks, so a
+// kept embedding is never held whole.
+type convertReader struct {
+	file     string
+	t        checkpoint.TensorInfo
+	to       checkpoint.DType
+	src      io.Reader
+	fromSize int
+	elements int
+	done     int
+	in       []byte
+	vals     []float32
+	pending  []byte
+}
+
+// storedAs returns a reader of stored tensor t's bytes (src) in dtype to.
+func storedAs(file string, t checkpoint.TensorInfo, to checkpoint.DType, src io.Reader) (io.Reader, error) {
+	if to == t.DType {
+		return src, nil
+	}
+	fromSize, err := checkpoint.FloatSize(t.DType)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %s: %w", file, t.Name, err)
+	}
+	n := t.NumElements()
+	return &convertReader{file: file, t: t, to: to, src: src, fromSize: fromSize, elements: n,
+		in: make([]byte, min(n, pieceElements)*fromSize), vals: make([]float32, min(n, pieceElements))}, nil
+}
+
+func (c *convertReader) Read(p []byte) (int, error) {
+	if len(c.pending) == 0 {
+		if c.done == c.elements {
+			return 0, io.EOF
+		}
+		k := min(c.elements-c.done, len(c.vals))
+		if _, err := io.ReadFull(c.src, c.in[:k*c.fromSize]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("%s: tensor %s: %w", c.file, c.t.Name, err)
+		}
+		if err := checkpoint.DecodeFloat32Into(c.vals[:k], c.t.DType, c.in[:k*c.fromSize]); err != nil {
+			return 0, fmt.Errorf("%s: tensor %s: %w", c.file, c.t.Name, err)
+		}
+		out, err := encodePiece(c.file, c.t.Name, c.to, c.t.Shape, c.vals[:k], c.done)
+		if err != nil {
+			return 0, err
+		}
+		c.pending, c.done = out, c.done+k
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
 }
 
 // position names element e of a tensor of the given shape: row and column
@@ -265,15 +361,20 @@ func writeFolder(m denseModel, o output) error {
 		return err
 	}
 	defer w.Abort()
-	err = m.each(func(t checkpoint.TensorInfo, vals []float32, raw []byte) error {
+	err = m.eachStream(func(t checkpoint.TensorInfo, vals []float32, raw io.Reader) error {
 		if isLlama2cTable(t.Name) {
 			return nil
 		}
-		buf, err := tensorBytes(m.name, t, o.outType(t.DType), vals, raw)
-		if err != nil {
-			return err
+		// Encoded or converted a piece at a time as it is written.
+		to := o.outType(t.DType)
+		var src io.Reader = &encodeReader{file: m.name, name: t.Name, dt: to, shape: t.Shape, v: vals}
+		if vals == nil {
+			var err error
+			if src, err = storedAs(m.name, t, to, raw); err != nil {
+				return err
+			}
 		}
-		return w.Write(t.Name, buf)
+		return w.WriteFrom(t.Name, src)
 	})
 	if err != nil {
 		return err
@@ -304,42 +405,44 @@ func isLlama2cTable(name string) bool {
 	return name == llama2c.FreqCisReal || name == llama2c.FreqCisImag
 }
 
-// writeLlama2c reads every tensor and writes a llama2.c checkpoint.
+// writeLlama2c writes a llama2.c checkpoint. Its tensor order (all q_proj,
+// then all k_proj, ...) is not the model's, so tensors are asked for by
+// name (denseModel.tensor: one group held at a time) and written as
+// streams.
 func writeLlama2c(m denseModel, o output) error {
 	var cfg checkpoint.LlamaConfig
 	if err := json.Unmarshal(m.configJSON, &cfg); err != nil || cfg.HiddenSize == 0 {
 		return fmt.Errorf("%s: no Llama model config stored; cannot write a llama2.c checkpoint", m.name)
 	}
-	tensors := map[string][]float32{}
-	err := m.each(func(t checkpoint.TensorInfo, vals []float32, raw []byte) error {
-		if vals == nil {
-			if !isFloat(t.DType) {
-				return nil // not a tensor of a llama2.c file
-			}
-			var err error
-			if vals, err = checkpoint.DecodeFloat32(t.DType, raw); err != nil {
-				return fmt.Errorf("%s: tensor %s: %w", m.name, t.Name, err)
-			}
-		}
-		tensors[t.Name] = vals
-		return nil
-	})
-	if err != nil {
-		return err
+	infos := make(map[string]checkpoint.TensorInfo, len(m.infos))
+	for _, t := range m.infos {
+		infos[t.Name] = t
 	}
-	get := func(name string) ([]float32, error) {
-		if v, ok := tensors[name]; ok {
-			return v, nil
+	open := func(name string) (io.Reader, int64, error) {
+		vals, raw, found, err := m.tensor(name)
+		if err != nil {
+			return nil, 0, err
 		}
-		if isLlama2cTable(name) {
+		t := infos[name]
+		switch {
+		case found && vals != nil:
+			return &encodeReader{file: m.name, name: name, dt: checkpoint.F32, v: vals}, 4 * int64(len(vals)), nil
+		case found && isFloat(t.DType):
+			src, err := storedAs(m.name, t, checkpoint.F32, raw)
+			return src, 4 * int64(t.NumElements()), err
+		case !found && isLlama2cTable(name):
 			// A model that never was a llama2.c file has no RoPE tables; compute them.
 			re, im := llama2c.FreqCis(cfg.HiddenSize/cfg.NumAttentionHeads, cfg.MaxPositionEmbeddings)
-			if name == llama2c.FreqCisReal {
-				return re, nil
+			v := re
+			if name == llama2c.FreqCisImag {
+				v = im
 			}
-			return im, nil
+			return &encodeReader{file: m.name, name: name, dt: checkpoint.F32, v: v}, 4 * int64(len(v)), nil
 		}
-		return nil, fmt.Errorf("%s: tensor %s is not stored; a llama2.c checkpoint needs it", m.name, name)
+		if found {
+			return nil, 0, fmt.Errorf("%s: tensor %s has dtype %s; a llama2.c checkpoint needs it as float32", m.name, name, t.DType)
+		}
+		return nil, 0, fmt.Errorf("%s: tensor %s is not stored; a llama2.c checkpoint needs it", m.name, name)
 	}
-	return llama2c.WriteWith(o.path, cfg, get, checkpoint.WriteOptions{Overwrite: o.force})
+	return llama2c.WriteFrom(o.path, cfg, open, checkpoint.WriteOptions{Overwrite: o.force})
 }

@@ -606,6 +606,15 @@ func decodeArray(a ArrayInfo, p []byte) (Array, error) {
 	return out, nil
 }
 
+// RawInfo describes the named uncompressed tensor; false when there is none.
+func (r *Reader) RawInfo(name string) (TensorInfo, bool) {
+	si, ok := r.rawIdx[name]
+	if !ok {
+		return TensorInfo{}, false
+	}
+	return r.sections[si].raw, true
+}
+
 // RawTensors describes the uncompressed tensors in file order.
 func (r *Reader) RawTensors() []TensorInfo {
 	out := make([]TensorInfo, len(r.raws))
@@ -626,6 +635,66 @@ func (r *Reader) ReadRaw(name string) ([]byte, error) {
 		return nil, err
 	}
 	return r.body(si, buf), nil
+}
+
+// RawStream returns a reader of an uncompressed tensor's stored bytes and
+// their count, for copying a tensor larger than one should hold. The
+// section's CRC is checked as the reader reaches the end: the last Read
+// returns an error instead of io.EOF when the bytes differ from those
+// verified at Open.
+func (r *Reader) RawStream(name string) (io.Reader, int64, error) {
+	si, ok := r.rawIdx[name]
+	if !ok {
+		return nil, 0, fmt.Errorf("pllm: %s: no raw tensor %q", r.name, name)
+	}
+	s := &r.sections[si]
+	// The CRC covers the header, name and descriptor before the body.
+	head := make([]byte, s.bodyOff()-s.off)
+	if err := r.readAt(head, s.off); err != nil {
+		return nil, 0, r.errf(r.secWhere(si, s), "%v", err)
+	}
+	rs := &rawStream{r: r, si: si, pos: s.bodyOff(), end: s.bodyOff() + s.bodyLen,
+		crc: crc32.Update(0, castagnoli, head)}
+	return rs, s.bodyLen, nil
+}
+
+type rawStream struct {
+	r        *Reader
+	si       int
+	pos, end int64
+	crc      uint32
+	err      error
+}
+
+func (s *rawStream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	sec := &s.r.sections[s.si]
+	n := int(min(int64(len(p)), s.end-s.pos))
+	if err := s.r.readAt(p[:n], s.pos); err != nil {
+		s.err = s.r.errf(s.r.secWhere(s.si, sec), "%v", err)
+		return 0, s.err
+	}
+	s.crc = crc32.Update(s.crc, castagnoli, p[:n])
+	s.pos += int64(n)
+	if s.pos < s.end {
+		return n, nil
+	}
+	// The check comes with the last bytes, since a reader of exactly the
+	// tensor's length never asks for more.
+	var c [SectionCRCSize]byte
+	if err := s.r.readAt(c[:], s.end); err != nil {
+		s.err = s.r.errf(s.r.secWhere(s.si, sec), "%v", err)
+	} else if s.crc != binary.LittleEndian.Uint32(c[:]) || s.crc != sec.crc {
+		s.err = s.r.errf(s.r.secWhere(s.si, sec), "CRC mismatch (file changed since it was opened?)")
+	} else {
+		s.err = io.EOF
+	}
+	if s.err == io.EOF {
+		return n, nil
+	}
+	return n, s.err
 }
 
 // SideFileNames lists the side files in file order.

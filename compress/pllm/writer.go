@@ -367,16 +367,22 @@ func (w *Writer) writeArray(s *sectionWriter, a Array) error {
 // WriteRaw writes one tensor uncompressed: data is its exact stored bytes
 // (little-endian, len = elements x dtype size). It is written immediately.
 func (w *Writer) WriteRaw(info TensorInfo, data []byte) error {
+	return w.WriteRawFrom(info, bytes.NewReader(data), int64(len(data)))
+}
+
+// WriteRawFrom is WriteRaw with the n data bytes read from src through a
+// small buffer, so a kept tensor is copied without being held whole.
+func (w *Writer) WriteRawFrom(info TensorInfo, src io.Reader, n int64) error {
 	if err := w.check(); err != nil {
 		return err
 	}
-	if err := w.writeRaw(info, data); err != nil {
+	if err := w.writeRaw(info, src, n); err != nil {
 		return w.errorf("raw tensor %q: %v", info.Name, err)
 	}
 	return nil
 }
 
-func (w *Writer) writeRaw(info TensorInfo, data []byte) error {
+func (w *Writer) writeRaw(info TensorInfo, src io.Reader, n int64) error {
 	if err := checkName("tensor", info.Name, MaxNameLen); err != nil {
 		return err
 	}
@@ -391,8 +397,8 @@ func (w *Writer) writeRaw(info TensorInfo, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if int64(len(data)) != size {
-		return fmt.Errorf("%d data bytes, dtype %s shape %v needs %d", len(data), d.DType, d.Shape, size)
+	if n != size {
+		return fmt.Errorf("%d data bytes, dtype %s shape %v needs %d", n, d.DType, d.Shape, size)
 	}
 	desc, err := marshal(d)
 	if err != nil {
@@ -402,8 +408,10 @@ func (w *Writer) writeRaw(info TensorInfo, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.Write(data); err != nil {
+	if got, err := io.CopyBuffer(s, io.LimitReader(src, size), w.scratch); err != nil {
 		return err
+	} else if got != size {
+		return fmt.Errorf("source gave %d of %d data bytes", got, size)
 	}
 	if err := w.end(s, KindRaw); err != nil {
 		return err

@@ -21,7 +21,7 @@ type fullPass struct {
 	z    []float32 // [rows*E, Latent]
 	idx  []int32
 	dist []float32
-	out  []float32 // [rows*E, Dim]
+	out  []float32 // [rows*E, Dim]; made by the first decode, so k-means init runs without it
 }
 
 func newFullPass(t *trainer, s metanet.Shape) *fullPass {
@@ -30,7 +30,6 @@ func newFullPass(t *trainer, s metanet.Shape) *fullPass {
 	return &fullPass{
 		t: t, s: s, ws: metanet.NewWorkspace(s, rpb), rpb: rpb,
 		z: make([]float32, n*s.Latent), idx: make([]int32, n), dist: make([]float32, n),
-		out: make([]float32, n*s.Dim),
 	}
 }
 
@@ -85,6 +84,9 @@ func (f *fullPass) mse() float64 {
 
 // decode reconstructs every row from idx into f.out.
 func (f *fullPass) decode(v metanet.Views, idx []int32) error {
+	if f.out == nil {
+		f.out = make([]float32, len(f.idx)*f.s.Dim)
+	}
 	return decodeRows(f.t.k, f.s, v.Decoder, v.Codebook, idx, f.t.rows, f.out)
 }
 
@@ -114,9 +116,16 @@ func (f *fullPass) kmeansInit(v metanet.Views, rng *rand.Rand) (float64, error) 
 		return 0, err
 	}
 	lat, n := f.s.Latent, len(f.idx)
-	for j, i := range rng.Perm(n)[:f.s.K] {
-		copy(v.Codebook[j*lat:(j+1)*lat], f.z[i*lat:(i+1)*lat])
+	// rng.Perm(n)'s permutation, in int32s: half its memory on a big group.
+	perm := make([]int32, n)
+	for i := range perm {
+		perm[i] = int32(i)
 	}
+	rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+	for j, i := range perm[:f.s.K] {
+		copy(v.Codebook[j*lat:(j+1)*lat], f.z[int(i)*lat:(int(i)+1)*lat])
+	}
+	perm = nil
 	prev := make([]int32, n)
 	for step := 0; step < kmeansInitSteps; step++ {
 		copy(prev, f.idx)

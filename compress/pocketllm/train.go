@@ -13,6 +13,7 @@ import (
 	"log"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"time"
 
 	"pocketllm-native/bindings"
@@ -140,6 +141,21 @@ type Result struct {
 // count) and returns what is stored. It is deterministic for a seed, a
 // backend and the matrices' names.
 func Compress(k bindings.Kernels, mats []matrix.Matrix, st Settings, progress func(Progress)) (*Result, error) {
+	return compress(k, mats, st, progress, nil)
+}
+
+// CompressReleasing is Compress for a caller that can read the matrices
+// again: once training's scaled copy of the weights is made, it sets each
+// mats[i].Data to nil and collects the caller's copy (the caller must hold
+// no other reference to it), and for the final error measurement it calls
+// reload(i, dst) to read member i's weights again into dst (its
+// rows*cols values; the storage of the scaled copy, no longer needed
+// then), one member at a time. The result is Compress's.
+func CompressReleasing(k bindings.Kernels, mats []matrix.Matrix, st Settings, progress func(Progress), reload func(i int, dst []float32) error) (*Result, error) {
+	return compress(k, mats, st, progress, reload)
+}
+
+func compress(k bindings.Kernels, mats []matrix.Matrix, st Settings, progress func(Progress), reload func(i int, dst []float32) error) (*Result, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
@@ -170,6 +186,16 @@ func Compress(k bindings.Kernels, mats []matrix.Matrix, st Settings, progress fu
 		return nil, fmt.Errorf("k-means initialisation of %d codewords from only %d sub-vectors", st.K, n)
 	}
 	t := newTrainer(k, st, shape, data, mats)
+	if reload != nil {
+		t.reload = reload
+		for i := range mats {
+			mats[i].Data = nil
+		}
+		// Collected now, before training allocates its latents and
+		// decoded rows: otherwise the heap briefly holds both (the
+		// collector runs concurrently with a large allocation).
+		runtime.GC()
+	}
 	if err := t.run(st.Seed, nameStream(mats), progress); err != nil {
 		return nil, err
 	}
@@ -244,6 +270,13 @@ type trainer struct {
 	best      []float32 // parameters of the best epoch
 	bestEpoch int
 	bestMSE   float64
+
+	// full is the run's full pass, which finish reuses: two of them would
+	// hold the group's latents and decoded rows twice.
+	full *fullPass
+	// reload, when set, reads member i's weights again for the final error
+	// measurement: Compress has dropped them after making x.
+	reload func(i int, dst []float32) error
 }
 
 // AutoBatch is the batch size used when Settings.BatchVectors is 0:
@@ -288,6 +321,7 @@ func (t *trainer) run(seed, stream uint64, progress func(Progress)) error {
 	s := t.shape
 	rng := rand.New(rand.NewPCG(seed, stream))
 	full := newFullPass(t, s)
+	t.full = full
 	var p []float32
 	t.bestMSE = math.Inf(1)
 	if t.st.KMeansInit {
@@ -465,7 +499,10 @@ func (t *trainer) finish(res *Result, mats []matrix.Matrix) error {
 	if err := t.checkStored("decoder", dec.P); err != nil {
 		return err
 	}
-	full := newFullPass(t, s)
+	full := t.full
+	if full == nil {
+		full = newFullPass(t, s)
+	}
 	mse, err := full.run(v)
 	if err != nil {
 		return err
@@ -482,14 +519,34 @@ func (t *trainer) finish(res *Result, mats []matrix.Matrix) error {
 	res.ReconMSE = mse
 	res.Decoder = append([]float32(nil), dec.P...)
 	res.Codebook = append([]float32(nil), v.Codebook...)
-	res.Indices = append([]int32(nil), full.idx...)
+	// The full pass is done with: its indices are the result's, its
+	// latents and distances can go, and the scaled rows' storage takes
+	// the members read again.
+	res.Indices = full.idx
+	spare := t.x
+	full.z, full.dist, t.x = nil, nil, nil
 	res.NMSE = make([]float64, len(mats))
-	out, err := Reconstruct(t.k, res, shapesOf(mats))
-	if err != nil {
-		return err
-	}
+	// Each member is rebuilt as Reconstruct rebuilds it (one decode call
+	// of its rows, times its scale), into the full pass's row buffer, which
+	// is free now: the error is what a reader will get, without a second
+	// copy of the group.
+	rowLen := s.E * s.Dim
+	at := 0
 	for i, m := range mats {
-		res.NMSE[i] = matrix.NMSE(m.Data, out[i])
+		n := m.Rows * s.E
+		buf := full.out[:m.Rows*rowLen]
+		if err := decodeRows(t.k, s, dec, res.Codebook, res.Indices[at:at+n], m.Rows, buf); err != nil {
+			return err
+		}
+		at += n
+		ref := m.Data
+		if ref == nil {
+			ref = spare[:m.Rows*m.Cols] // rows*E*Dim >= rows*cols
+			if err := t.reload(i, ref); err != nil {
+				return err
+			}
+		}
+		res.NMSE[i] = scaledNMSE(ref, buf, m.Rows, m.Cols, rowLen, res.Scales[i])
 		if !finite(res.NMSE[i]) {
 			return fmt.Errorf("%s: reconstruction error %v with the kept epoch %d (training diverged): lower the learning rate (%g)", m.Name, res.NMSE[i], t.bestEpoch, t.st.LR)
 		}
@@ -498,6 +555,28 @@ func (t *trainer) finish(res *Result, mats []matrix.Matrix) error {
 		return fmt.Errorf("reconstruction error %v with the kept epoch %d (training diverged): lower the learning rate (%g)", mse, t.bestEpoch, t.st.LR)
 	}
 	return nil
+}
+
+// scaledNMSE is matrix.NMSE(ref, w) for the weights w that Reconstruct
+// makes of the decoded rows (rowLen apart, padded) and the scale.
+func scaledNMSE(ref, rows []float32, nr, cols, rowLen int, scale float32) float64 {
+	var num, den float64
+	for r := 0; r < nr; r++ {
+		src := rows[r*rowLen : r*rowLen+cols]
+		for c, x := range ref[r*cols : (r+1)*cols] {
+			y := float32(src[c] * scale) // rounded as Reconstruct stores it
+			d := float64(x) - float64(y)
+			num += d * d
+			den += float64(x) * float64(x)
+		}
+	}
+	if den == 0 {
+		if num == 0 {
+			return 0
+		}
+		return math.Inf(1)
+	}
+	return num / den
 }
 
 func shapesOf(mats []matrix.Matrix) [][2]int {

@@ -111,6 +111,17 @@ func (f *File) Raw(name string) ([]byte, error) {
 	return buf, nil
 }
 
+// Stream returns a reader of the named tensor's stored bytes and their
+// count, for copying a tensor larger than one should hold.
+func (f *File) Stream(name string) (io.Reader, int64, error) {
+	t, ok := f.Tensor(name)
+	if !ok {
+		return nil, 0, fmt.Errorf("%s: no tensor %q", f.path, name)
+	}
+	n := t.End - t.Begin
+	return formatbase.TensorStream(f.f, f.path, name, f.dataStart+t.Begin, n), n, nil
+}
+
 // ReadInto reads tensor t (from Tensors or Tensor) into buf, which must be
 // exactly its size; it lets a caller reuse one buffer across tensors.
 func (f *File) ReadInto(t Tensor, buf []byte) error {

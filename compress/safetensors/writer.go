@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"unicode/utf8"
 
 	"pocketllm-native/compress/checkpoint/formatbase"
@@ -100,6 +101,36 @@ func (w *Writer) Write(name string, data []byte) error {
 		return fmt.Errorf("%s: tensor %q: got %d bytes, shape %v of %s needs %d", w.out.Path(), name, len(data), t.Shape, t.DType, t.End-t.Begin)
 	}
 	if _, err := w.out.Write(data); err != nil {
+		w.err = err
+		return err
+	}
+	w.next++
+	return nil
+}
+
+// WriteFrom writes the next tensor's bytes read from src, which must
+// supply at least its size; exactly that many bytes are taken, through a
+// small buffer, so a tensor larger than memory allows can be copied from
+// another file. Any error makes every later call, and Close, fail: part of
+// the tensor may already be written.
+func (w *Writer) WriteFrom(name string, src io.Reader) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.next >= len(w.tensors) {
+		return fmt.Errorf("%s: WriteFrom(%q): all %d tensors are already written", w.out.Path(), name, len(w.tensors))
+	}
+	t := w.tensors[w.next]
+	if name != t.Name {
+		return fmt.Errorf("%s: WriteFrom(%q): tensor %q comes next (tensors are written in the order given to Create)", w.out.Path(), name, t.Name)
+	}
+	// Not io.CopyN, which drops an error that comes with the last bytes
+	// (a checksum found wrong at the end of a stream).
+	n, err := io.Copy(w.out, io.LimitReader(src, t.End-t.Begin))
+	if err == nil && n != t.End-t.Begin {
+		err = fmt.Errorf("%s: tensor %q: source ended after %d of %d bytes", w.out.Path(), name, n, t.End-t.Begin)
+	}
+	if err != nil {
 		w.err = err
 		return err
 	}

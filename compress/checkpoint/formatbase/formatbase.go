@@ -186,17 +186,30 @@ func DecodeFloat32(dt DType, raw []byte) ([]float32, error) {
 		return nil, fmt.Errorf("%d bytes is not a whole number of %s elements", len(raw), dt)
 	}
 	out := make([]float32, len(raw)/size)
+	return out, DecodeFloat32Into(out, dt, raw)
+}
+
+// DecodeFloat32Into is DecodeFloat32 into dst, which must hold exactly the
+// elements of raw: a tensor can be decoded piece by piece into one slice.
+func DecodeFloat32Into(dst []float32, dt DType, raw []byte) error {
+	size, err := floatSize(dt)
+	if err != nil {
+		return err
+	}
+	if len(raw) != size*len(dst) {
+		return fmt.Errorf("%d bytes of %s for %d elements", len(raw), dt, len(dst))
+	}
 	switch dt {
 	case F32:
-		for i := range out {
-			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 		}
 	case F16:
-		fp16.DecodeF16(out, raw)
+		fp16.DecodeF16(dst, raw)
 	case BF16:
-		fp16.DecodeBF16(out, raw)
+		fp16.DecodeBF16(dst, raw)
 	}
-	return out, nil
+	return nil
 }
 
 // EncodeFloat32 converts float32 values to little-endian bytes of dtype dt
@@ -222,6 +235,10 @@ func EncodeFloat32(dt DType, src []float32) ([]byte, error) {
 
 // ErrNotFloat is returned (wrapped) when a dtype has no float32 conversion.
 var ErrNotFloat = errors.New("only F32, F16 and BF16 convert to and from float32")
+
+// FloatSize is the element size of a dtype that converts to and from
+// float32 (F32, F16, BF16); any other is an error wrapping ErrNotFloat.
+func FloatSize(dt DType) (int, error) { return floatSize(dt) }
 
 func floatSize(dt DType) (int, error) {
 	switch dt {
