@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -142,7 +143,9 @@ func inputHash(src *checkpoint.Source) ([]byte, error) {
 	field(h, []byte(src.Format))
 	field(h, src.ConfigJSON)
 	for _, t := range src.Tensors {
-		raw, err := src.Raw(t.Name)
+		// Streamed through the hash (as field frames it): a tensor larger
+		// than a group is never held.
+		raw, n, err := src.Stream(t.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +154,12 @@ func inputHash(src *checkpoint.Source) ([]byte, error) {
 		for _, d := range t.Shape {
 			binary.Write(h, binary.LittleEndian, int64(d))
 		}
-		field(h, raw)
+		binary.Write(h, binary.LittleEndian, uint64(n))
+		if got, err := io.Copy(h, io.LimitReader(raw, n)); err != nil {
+			return nil, err
+		} else if got != n {
+			return nil, fmt.Errorf("%s: tensor %s: %d of %d bytes", src.Path, t.Name, got, n)
+		}
 	}
 	for _, sf := range src.SideFiles {
 		field(h, []byte(sf.Name))
