@@ -87,15 +87,9 @@ func CreateWith(path string, tensors []formatbase.TensorInfo, metadata map[strin
 // nothing and may be retried; an I/O error makes every later call, and
 // Close, fail.
 func (w *Writer) Write(name string, data []byte) error {
-	if w.err != nil {
-		return w.err
-	}
-	if w.next >= len(w.tensors) {
-		return fmt.Errorf("%s: Write(%q): all %d tensors are already written", w.out.Path(), name, len(w.tensors))
-	}
-	t := w.tensors[w.next]
-	if name != t.Name {
-		return fmt.Errorf("%s: Write(%q): tensor %q comes next (tensors are written in the order given to Create)", w.out.Path(), name, t.Name)
+	t, err := w.nextTensor("Write", name)
+	if err != nil {
+		return err
 	}
 	if int64(len(data)) != t.End-t.Begin {
 		return fmt.Errorf("%s: tensor %q: got %d bytes, shape %v of %s needs %d", w.out.Path(), name, len(data), t.Shape, t.DType, t.End-t.Begin)
@@ -108,21 +102,30 @@ func (w *Writer) Write(name string, data []byte) error {
 	return nil
 }
 
+// nextTensor returns the tensor a call of method with name must write.
+func (w *Writer) nextTensor(method, name string) (Tensor, error) {
+	if w.err != nil {
+		return Tensor{}, w.err
+	}
+	if w.next >= len(w.tensors) {
+		return Tensor{}, fmt.Errorf("%s: %s(%q): all %d tensors are already written", w.out.Path(), method, name, len(w.tensors))
+	}
+	t := w.tensors[w.next]
+	if name != t.Name {
+		return Tensor{}, fmt.Errorf("%s: %s(%q): tensor %q comes next (tensors are written in the order given to Create)", w.out.Path(), method, name, t.Name)
+	}
+	return t, nil
+}
+
 // WriteFrom writes the next tensor's bytes read from src, which must
 // supply at least its size; exactly that many bytes are taken, through a
 // small buffer, so a tensor larger than memory allows can be copied from
 // another file. Any error makes every later call, and Close, fail: part of
 // the tensor may already be written.
 func (w *Writer) WriteFrom(name string, src io.Reader) error {
-	if w.err != nil {
-		return w.err
-	}
-	if w.next >= len(w.tensors) {
-		return fmt.Errorf("%s: WriteFrom(%q): all %d tensors are already written", w.out.Path(), name, len(w.tensors))
-	}
-	t := w.tensors[w.next]
-	if name != t.Name {
-		return fmt.Errorf("%s: WriteFrom(%q): tensor %q comes next (tensors are written in the order given to Create)", w.out.Path(), name, t.Name)
+	t, err := w.nextTensor("WriteFrom", name)
+	if err != nil {
+		return err
 	}
 	// Not io.CopyN, which drops an error that comes with the last bytes
 	// (a checksum found wrong at the end of a stream).

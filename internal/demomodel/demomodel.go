@@ -126,6 +126,12 @@ func Write(dir string, cfg checkpoint.LlamaConfig, seed uint64) error {
 	if err := w.Close(); err != nil {
 		return err
 	}
+	return WriteConfig(dir, cfg)
+}
+
+// WriteConfig writes the config.json of a Llama model with cfg's shape
+// and F32 weights to the folder dir.
+func WriteConfig(dir string, cfg checkpoint.LlamaConfig) error {
 	conf := map[string]any{
 		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama", "hidden_act": "silu",
 		"hidden_size": cfg.HiddenSize, "intermediate_size": cfg.IntermediateSize,

@@ -14,7 +14,6 @@ package synthmodel
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -25,7 +24,7 @@ import (
 
 	"pocketllm-native/compress/checkpoint"
 	"pocketllm-native/compress/safetensors"
-	"pocketllm-native/internal/atomicfile"
+	"pocketllm-native/internal/demomodel"
 )
 
 // Large is a 7B model's layer shapes (hidden 4096, MLP 11008, 32 heads,
@@ -103,19 +102,7 @@ func Write(dir string, cfg checkpoint.LlamaConfig, seed uint64) error {
 	if err := w.Close(); err != nil {
 		return err
 	}
-	conf := map[string]any{
-		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama", "hidden_act": "silu",
-		"hidden_size": cfg.HiddenSize, "intermediate_size": cfg.IntermediateSize,
-		"num_hidden_layers": cfg.NumHiddenLayers, "num_attention_heads": cfg.NumAttentionHeads,
-		"num_key_value_heads": cfg.NumKeyValueHeads, "vocab_size": cfg.VocabSize,
-		"max_position_embeddings": cfg.MaxPositionEmbeddings, "rms_norm_eps": cfg.RMSNormEps,
-		"rope_theta": cfg.RopeTheta, "tie_word_embeddings": cfg.TieWordEmbeddings, "torch_dtype": "float32",
-	}
-	b, err := json.MarshalIndent(conf, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(dir, checkpoint.ConfigFileName), append(b, '\n'), true)
+	return demomodel.WriteConfig(dir, cfg)
 }
 
 // tensorReader produces one tensor's F32 bytes. Its random stream depends
