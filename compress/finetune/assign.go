@@ -3,12 +3,11 @@ package finetune
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"gonum.org/v1/gonum/mat"
 
 	"pocketllm-native/bindings"
+	"pocketllm-native/compress/nearest"
 	"pocketllm-native/compress/pocketllm"
 )
 
@@ -190,7 +189,7 @@ func SearchIndices(k bindings.Kernels, g Group, obj *OutputError, candidates, pa
 	s := pg.res.Shape
 	pg.round(pg.work, pg.master)
 	v, scales := pg.views(pg.work)
-	cand := nearestCodewords(v.Codebook, s.K, s.Latent, min(candidates, s.K-1))
+	cand := nearest.Find(v.Codebook, v.Codebook, s.Latent, min(candidates, s.K-1), true)
 	t := len(cand) / s.K
 	changed := false
 	at := 0
@@ -241,67 +240,4 @@ func SearchIndices(k bindings.Kernels, g Group, obj *OutputError, candidates, pa
 		at += rows * s.E
 	}
 	return changed, nil
-}
-
-// nearestCodewords lists, for each codeword, the t others nearest to it
-// ([K*t], nearest first, ties to the lower index). Each keeps a sorted list
-// of its t best while scanning, so the cost is K²·(Latent+t), not a sort of
-// K per codeword.
-func nearestCodewords(cb []float32, kk, lat, t int) []int32 {
-	if t <= 0 {
-		return nil
-	}
-	out := make([]int32, kk*t)
-	parallelRange(kk, func(lo, hi int) {
-		dist := make([]float32, t)
-		for i := lo; i < hi; i++ {
-			idx := out[i*t : (i+1)*t]
-			n := 0
-			ci := cb[i*lat : (i+1)*lat]
-			for j := 0; j < kk; j++ {
-				if j == i {
-					continue
-				}
-				var d float32
-				for q, x := range ci {
-					y := x - cb[j*lat+q]
-					d += y * y
-				}
-				if n == t && d >= dist[t-1] {
-					continue
-				}
-				// Insert j after every kept entry at most as near (ties keep the lower index first).
-				at := min(n, t-1)
-				for at > 0 && dist[at-1] > d {
-					at--
-				}
-				if n < t {
-					n++
-				}
-				copy(dist[at+1:n], dist[at:n-1])
-				copy(idx[at+1:n], idx[at:n-1])
-				dist[at], idx[at] = d, int32(j)
-			}
-		}
-	})
-	return out
-}
-
-// parallelRange splits [0, n) among GOMAXPROCS goroutines.
-func parallelRange(n int, fn func(lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	step := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += step {
-		wg.Add(1)
-		go func(lo int) {
-			defer wg.Done()
-			fn(lo, min(n, lo+step))
-		}(lo)
-	}
-	wg.Wait()
 }

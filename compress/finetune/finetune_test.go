@@ -3,7 +3,6 @@ package finetune
 import (
 	"math"
 	"math/rand/v2"
-	"sort"
 	"testing"
 
 	"pocketllm-native/bindings"
@@ -218,42 +217,5 @@ func TestIndexUpdatesLowerOutputError(t *testing.T) {
 				t.Fatalf("index update: changed %v, output error %v -> %v", changed, before, after)
 			}
 		})
-	}
-}
-
-// The candidate lists are the t nearest codewords in the order a stable
-// sort by distance gives, ties to the lower index.
-func TestNearestCodewordsMatchSorting(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for trial := 0; trial < 50; trial++ {
-		kk, lat := 2+rng.IntN(40), 1+rng.IntN(3)
-		tt := min(1+rng.IntN(8), kk-1)
-		cb := make([]float32, kk*lat)
-		for i := range cb {
-			cb[i] = float32(rng.IntN(4)) // many ties
-		}
-		got := nearestCodewords(cb, kk, lat, tt)
-		for i := 0; i < kk; i++ {
-			var others []int
-			dist := func(j int) float32 {
-				var d float32
-				for q := 0; q < lat; q++ {
-					y := cb[i*lat+q] - cb[j*lat+q]
-					d += y * y
-				}
-				return d
-			}
-			for j := 0; j < kk; j++ {
-				if j != i {
-					others = append(others, j)
-				}
-			}
-			sort.SliceStable(others, func(a, b int) bool { return dist(others[a]) < dist(others[b]) })
-			for c := 0; c < tt; c++ {
-				if int(got[i*tt+c]) != others[c] {
-					t.Fatalf("codebook %d, codeword %d, candidate %d: %d, want %d", trial, i, c, got[i*tt+c], others[c])
-				}
-			}
-		}
 	}
 }

@@ -1,9 +1,9 @@
 package pocketllm
 
 import (
-	"sort"
-
 	"pocketllm-native/compress/metanet"
+	"pocketllm-native/compress/nearest"
+	"pocketllm-native/internal/parallel"
 )
 
 // refine improves the final indices by coordinate descent on what is
@@ -20,27 +20,7 @@ func (f *fullPass) refine(v metanet.Views, candidates, passes int) error {
 	candidates = min(candidates, k)
 	n := len(f.idx)
 	// Top candidates of every sub-vector by latent distance.
-	cand := make([]int32, n*candidates)
-	type scored struct {
-		d float32
-		j int32
-	}
-	buf := make([]scored, k)
-	for i := 0; i < n; i++ {
-		zi := f.z[i*lat : (i+1)*lat]
-		for j := 0; j < k; j++ {
-			var d float32
-			for q, zv := range zi {
-				x := zv - v.Codebook[j*lat+q]
-				d += x * x
-			}
-			buf[j] = scored{d, int32(j)}
-		}
-		sort.SliceStable(buf, func(a, b int) bool { return buf[a].d < buf[b].d })
-		for c := 0; c < candidates; c++ {
-			cand[i*candidates+c] = buf[c].j
-		}
-	}
+	cand := nearest.Find(f.z[:n*lat], v.Codebook[:k*lat], lat, candidates, false)
 	rowLen := e * s.Dim
 	rowErr := func(out []float32, r int) float64 {
 		var se float64
@@ -55,9 +35,11 @@ func (f *fullPass) refine(v metanet.Views, candidates, passes int) error {
 		return err
 	}
 	best := make([]float64, t.rows)
-	for r := range best {
-		best[r] = rowErr(f.out, r)
-	}
+	parallel.Range(t.rows, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			best[r] = rowErr(f.out, r)
+		}
+	})
 	trial := make([]int32, n)
 	for pass := 0; pass < passes; pass++ {
 		for p := 0; p < e; p++ {
@@ -75,12 +57,15 @@ func (f *fullPass) refine(v metanet.Views, candidates, passes int) error {
 				if err := f.decode(v, trial); err != nil {
 					return err
 				}
-				for r := 0; r < t.rows; r++ {
-					if ev := rowErr(f.out, r); ev < best[r] {
-						best[r] = ev
-						f.idx[r*e+p] = trial[r*e+p]
+				// Rows are independent: each is compared and kept on its own.
+				parallel.Range(t.rows, func(lo, hi int) {
+					for r := lo; r < hi; r++ {
+						if ev := rowErr(f.out, r); ev < best[r] {
+							best[r] = ev
+							f.idx[r*e+p] = trial[r*e+p]
+						}
 					}
-				}
+				})
 			}
 		}
 	}
