@@ -55,13 +55,20 @@ func TestEvalAndGenerateLlamaFamily(t *testing.T) {
 		if res.UnknownTokens != want || res.KLMean != 0 {
 			t.Errorf("%s: eval reports %d unknown tokens and KL %g, want %d and 0", kind, res.UnknownTokens, res.KLMean, want)
 		}
-		code, stdout, stderr = run("eval", "--model", model, "--compressed", model, "--tokenizer", model, "--text", text)
+		// The folder's own tokenizer serves without --tokenizer.
+		code, stdout, stderr = run("eval", "--model", model, "--compressed", model, "--text", text)
 		if code != 0 || !strings.Contains(stdout, "3 unknown (<unk>)") {
 			t.Errorf("%s: eval text output %q (%s), want the unknown count", kind, stdout, stderr)
 		}
-		code, stdout, stderr = run("generate", "--model", model, "--tokenizer", model, "--prompt", "the", "--steps", "20")
+		code, stdout, stderr = run("generate", "--model", model, "--prompt", "the", "--steps", "20")
 		if code != 0 || !strings.HasPrefix(stdout, "the") {
 			t.Errorf("%s: generate: exit %d, %q %q", kind, code, stdout, stderr)
+		}
+		// A lone safetensors file carries no tokenizer: one line naming it.
+		weights := filepath.Join(model, "model.safetensors")
+		code, _, stderr = run("generate", "--model", weights, "--steps", "2")
+		if code == 0 || !strings.Contains(stderr, weights+" carries no tokenizer: give --tokenizer") {
+			t.Errorf("%s: generate without any tokenizer: exit %d, %q", kind, code, stderr)
 		}
 	}
 }

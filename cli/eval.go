@@ -30,13 +30,13 @@ func evalCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "eval",
 		Usage:     "score an original and a compressed model on a text: perplexity, KL divergence, top-1 agreement",
-		UsageText: "pocketllm-native eval --model ORIGINAL --compressed FILE.pllm|CHECKPOINT --tokenizer PATH --text FILE [--json]",
+		UsageText: "pocketllm-native eval --model ORIGINAL --compressed FILE.pllm|CHECKPOINT [--tokenizer PATH] --text FILE [--json]",
 		Description: "Each line of --text is one sequence, encoded with BOS and no EOS; every token after BOS is\n" +
 			"scored once, in windows of the model's context that overlap by one token.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "the original checkpoint"},
 			&cli.StringFlag{Name: "compressed", Required: true, Usage: "a .pllm file, or a reconstructed checkpoint"},
-			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, a tokenizer.json (or a folder holding one), or a GGUF file"},
+			tokenizerFlag,
 			&cli.StringFlag{Name: "text", Required: true, Usage: "the evaluation text, one sequence per line"},
 			backendFlag,
 			jsonFlag,
@@ -46,7 +46,7 @@ func evalCommand() *cli.Command {
 }
 
 func runEval(c *cli.Context) error {
-	tok, err := tokenizer.Load(c.String("tokenizer"))
+	tok, err := loadTokenizer(c)
 	if err != nil {
 		return err
 	}
@@ -131,10 +131,10 @@ func generateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
 		Usage:     "continue a prompt with a model (original checkpoint or .pllm), for a quick look",
-		UsageText: "pocketllm-native generate --model PATH --tokenizer PATH [--prompt TEXT] [--steps N] [--temperature T] [--seed S]",
+		UsageText: "pocketllm-native generate --model PATH [--tokenizer PATH] [--prompt TEXT] [--steps N] [--temperature T] [--seed S]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "a checkpoint or a .pllm file"},
-			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file"},
+			tokenizerFlag,
 			&cli.StringFlag{Name: "prompt", Usage: "text to continue (empty: start from BOS)"},
 			&cli.IntFlag{Name: "steps", Value: 256, Usage: "new tokens to generate at most"},
 			&cli.Float64Flag{Name: "temperature", Value: 0, Usage: "0: greedy; otherwise sample"},
@@ -145,7 +145,7 @@ func generateCommand() *cli.Command {
 			backendFlag,
 		},
 		Action: func(c *cli.Context) error {
-			tok, err := tokenizer.Load(c.String("tokenizer"))
+			tok, err := loadTokenizer(c)
 			if err != nil {
 				return err
 			}
@@ -184,4 +184,31 @@ func writeSamples(c *cli.Context, m *llama.Model, tok tokenizer.Tokenizer, n int
 		b.WriteByte('\n')
 	}
 	return atomicfile.Write(out, []byte(b.String()), c.Bool("force"))
+}
+
+// tokenizerFlag is the tokenizer of the commands that run a model on text;
+// a model that carries its own needs none (tokenizerPath).
+var tokenizerFlag = &cli.StringFlag{Name: "tokenizer", Usage: "a llama2.c tokenizer .bin, a tokenizer.json (or a folder holding one), or a GGUF file (default: the model's own, for a Hugging Face folder with a tokenizer or a GGUF file)"}
+
+// tokenizerPath is --tokenizer, or else the model itself where it carries
+// a tokenizer: a GGUF file, or a Hugging Face folder holding tokenizer.json
+// or tokenizer.bin. A llama2.c checkpoint (or a .pllm file) has none.
+func tokenizerPath(c *cli.Context) (string, error) {
+	if p := c.String("tokenizer"); p != "" {
+		return p, nil
+	}
+	model := c.String("model")
+	if tokenizer.Carries(model) {
+		return model, nil
+	}
+	return "", fmt.Errorf("%s carries no tokenizer: give --tokenizer (a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file)", model)
+}
+
+// loadTokenizer loads the tokenizer tokenizerPath names.
+func loadTokenizer(c *cli.Context) (tokenizer.Tokenizer, error) {
+	p, err := tokenizerPath(c)
+	if err != nil {
+		return nil, err
+	}
+	return tokenizer.Load(p)
 }

@@ -42,7 +42,7 @@ func sweepCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "sweep",
 		Usage: "compress a model with each method over a ladder of settings, score each, and tabulate and plot perplexity against bits per weight",
-		UsageText: "pocketllm-native sweep --model CHECKPOINT --tokenizer PATH --text FILE --out-dir DIR\n" +
+		UsageText: "pocketllm-native sweep --model CHECKPOINT [--tokenizer PATH] --text FILE --out-dir DIR\n" +
 			"   [--methods pocketllm,vq,rtn] [--bits 2,2.5,3,3.5,4] [--rtn 2:32,3:64,...] [--share kind] [training options]",
 		Description: "Writes DIR/" + sweep.JSONFile + ", DIR/" + sweep.TableFile + " and DIR/" + sweep.PlotFile +
 			", and the compressed models in DIR/" + sweep.PLLMDir + "/.\n" +
@@ -50,7 +50,7 @@ func sweepCommand() *cli.Command {
 			"A bits target the planner cannot reach is recorded as skipped. --tokenizer also serves --calibration.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "the original checkpoint: a .safetensors file, a Hugging Face folder, or a llama2.c .bin"},
-			&cli.StringFlag{Name: "tokenizer", Required: true, Usage: "a llama2.c tokenizer .bin, a tokenizer.json (or a folder holding one), or a GGUF file"},
+			tokenizerFlag,
 			&cli.StringFlag{Name: "text", Required: true, Usage: "the evaluation text, one sequence per line"},
 			&cli.StringFlag{Name: "out-dir", Required: true, Usage: "folder for the results; the .pllm files go in its " + sweep.PLLMDir + " subfolder"},
 			&cli.BoolFlag{Name: "force", Usage: "replace results and .pllm files already in --out-dir"},
@@ -114,7 +114,11 @@ func runSweep(c *cli.Context) error {
 		return err
 	}
 	// The evaluation tokenizer is the model's; calibration uses it too.
-	calOpt.Tokenizer = c.String("tokenizer")
+	tokPath, err := tokenizerPath(c)
+	if err != nil {
+		return err
+	}
+	calOpt.Tokenizer = tokPath
 	base.Tuning = tu
 	if tu.Objective != pipeline.ObjectiveWeights && !calOpt.Off {
 		cal, notice, err := pipeline.Calibrate(c.String("model"), calOpt, tu.Objective == pipeline.ObjectiveOutput)
@@ -132,7 +136,7 @@ func runSweep(c *cli.Context) error {
 	}
 	base.Kernels = k
 	o := sweep.Options{
-		Model: c.String("model"), Tokenizer: c.String("tokenizer"), Text: c.String("text"),
+		Model: c.String("model"), Tokenizer: tokPath, Text: c.String("text"),
 		OutDir: c.String("out-dir"), Force: c.Bool("force"), Share: c.String("share"),
 		Settings: sweep.Ladder(methods, bits, rtns), Base: base, Command: commandLine(c), Stages: c.Bool("stages"),
 	}

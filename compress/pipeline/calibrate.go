@@ -56,7 +56,7 @@ func loadCalibration(src *checkpoint.Source, c Calibration) (*calibrationSet, st
 	}
 	tokPath := c.Tokenizer
 	if tokPath == "" {
-		if st, err := os.Stat(src.Path); err == nil && st.IsDir() && hasTokenizer(src.Path) {
+		if st, err := os.Stat(src.Path); err == nil && st.IsDir() && tokenizer.Carries(src.Path) {
 			tokPath = src.Path
 		}
 		if src.Format == checkpoint.FormatGGUF {
@@ -133,13 +133,4 @@ func loadCalibration(src *checkpoint.Source, c Calibration) (*calibrationSet, st
 	}
 	cs.about = fmt.Sprintf("%s, %d tokens", cs.about, cs.tokens)
 	return cs, "", nil
-}
-
-func hasTokenizer(dir string) bool {
-	for _, name := range []string{"tokenizer.json", "tokenizer.bin"} {
-		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() {
-			return true
-		}
-	}
-	return false
 }

@@ -148,7 +148,7 @@ func ggufMetadata(m denseModel, model gguf.Model, tokPath string) (gguf.Metadata
 			hasTok = true
 		}
 	}
-	if tokPath == "" && !hasTok && m.dir != "" && hasTokenizer(m.dir) {
+	if tokPath == "" && !hasTok && m.dir != "" && tokenizer.Carries(m.dir) {
 		tokPath = m.dir // a folder converted as it is: its tokenizer.bin
 	}
 	md := model.Metadata()

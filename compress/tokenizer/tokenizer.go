@@ -63,6 +63,25 @@ type Tokenizer interface {
 	Unknown() int
 }
 
+// Carries says whether a model path holds its own tokenizer, which Load
+// then reads from the same path: a GGUF file, or a folder with
+// tokenizer.json or tokenizer.bin.
+func Carries(model string) bool {
+	st, err := os.Stat(model)
+	switch {
+	case err != nil:
+		return false
+	case st.IsDir():
+		for _, name := range []string{"tokenizer.json", "tokenizer.bin"} {
+			if fi, err := os.Stat(filepath.Join(model, name)); err == nil && fi.Mode().IsRegular() {
+				return true
+			}
+		}
+		return false
+	}
+	return st.Mode().IsRegular() && gguf.IsGGUF(model)
+}
+
 // Load opens a tokenizer, choosing the format by the file's content: a GGUF
 // file's tokenizer is read from its metadata (see LoadGGUF),
 // a JSON object is a Hugging Face tokenizer.json, anything else is read as
