@@ -178,8 +178,18 @@ func Compress(o CompressOptions) (*Report, error) {
 	if o.Shard.Count > 0 {
 		return nil, fmt.Errorf("a shard run writes a part file: use CompressShard")
 	}
-	j, err := startJob(o, nil)
+	return runJob(o, nil, start)
+}
+
+// runJob plans the job (the groups of parts, when merging, count as
+// trained), trains what is left, writes the file and reports it. It owns
+// parts: they are closed whatever happens.
+func runJob(o CompressOptions, parts *partSet, start time.Time) (*Report, error) {
+	j, err := startJob(o, parts)
 	if err != nil {
+		if parts != nil {
+			parts.close()
+		}
 		return nil, err
 	}
 	defer j.close()

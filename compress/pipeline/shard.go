@@ -390,16 +390,5 @@ func Merge(m MergeOptions) (*Report, error) {
 		o.In = parts.rec.Input
 	}
 	s.apply(&o)
-	j, err := startJob(o, parts)
-	if err != nil {
-		parts.close()
-		return nil, err
-	}
-	defer j.close()
-	rep, err := j.writeContainer()
-	if err != nil {
-		return nil, err
-	}
-	rep.Seconds = time.Since(start).Seconds()
-	return rep, nil
+	return runJob(o, parts, start)
 }
