@@ -19,8 +19,10 @@ func (f *fullPass) refine(v metanet.Views, candidates, passes int) error {
 	e, lat, k := s.E, s.Latent, s.K
 	candidates = min(candidates, k)
 	n := len(f.idx)
-	// Top candidates of every sub-vector by latent distance.
-	cand := nearest.Find(f.z[:n*lat], v.Codebook[:k*lat], lat, candidates, false)
+	// The candidates of one position's sub-vectors, found when the position
+	// comes up: a table for every sub-vector at once would hold candidates
+	// int32 per sub-vector, twice the group's own fp32 size at d = 4.
+	zp := make([]float32, t.rows*lat)
 	rowLen := e * s.Dim
 	rowErr := func(out []float32, r int) float64 {
 		var se float64
@@ -43,11 +45,15 @@ func (f *fullPass) refine(v metanet.Views, candidates, passes int) error {
 	trial := make([]int32, n)
 	for pass := 0; pass < passes; pass++ {
 		for p := 0; p < e; p++ {
+			for r := 0; r < t.rows; r++ {
+				copy(zp[r*lat:(r+1)*lat], f.z[(r*e+p)*lat:])
+			}
+			cand := nearest.Find(zp, v.Codebook[:k*lat], lat, candidates, false)
 			for c := 0; c < candidates; c++ {
 				copy(trial, f.idx)
 				changed := false
 				for r := 0; r < t.rows; r++ {
-					j := cand[(r*e+p)*candidates+c]
+					j := cand[r*candidates+c]
 					changed = changed || j != trial[r*e+p]
 					trial[r*e+p] = j
 				}
