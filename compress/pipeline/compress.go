@@ -310,7 +310,11 @@ func startJob(o CompressOptions, parts *partSet) (_ *job, err error) {
 	}
 	if o.WorkDir != "" {
 		// Before calibrating too: a folder of another job is told at once.
-		if j.work, err = openWorkDir(o.WorkDir, j.rec, o.Fresh); err != nil {
+		lockName := "lock"
+		if o.Shard.Count > 0 {
+			lockName = fmt.Sprintf("lock-%d-of-%d", o.Shard.Index, o.Shard.Count)
+		}
+		if j.work, err = openWorkDir(o.WorkDir, j.rec, o.Fresh, lockName); err != nil {
 			return nil, err
 		}
 	}
@@ -362,6 +366,9 @@ func (j *job) close() {
 	}
 	if j.parts != nil {
 		j.parts.close()
+	}
+	if j.work != nil {
+		j.work.release()
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"pocketllm-native/compress/plan"
 	"pocketllm-native/compress/pocketllm"
 	"pocketllm-native/compress/rtn"
+	"pocketllm-native/internal/atomicfile"
 )
 
 // resumeCase is a job small enough to run many times: a plain (untuned)
@@ -298,5 +299,47 @@ func TestSettingsDiff(t *testing.T) {
 	b, _ := json.Marshal(jobSettings{Bits: 3.5, Tuning: Tuning{E2ESteps: 5}})
 	if got := settingsDiff(a, b); got != "settings changed: bits was 3, now 3.5" {
 		t.Fatalf("diff: %q", got)
+	}
+}
+
+// A second live run of the same job is refused at once, naming the work
+// folder, rather than training the same groups again; once the first run
+// is gone its folder is resumed as usual, and the lock file goes with it.
+func TestLiveWorkFolderIsRefused(t *testing.T) {
+	in := tinyModel(t)
+	c := resumeCases()[0]
+	want := reference(t, c, in)
+	out := filepath.Join(t.TempDir(), "m.pllm")
+	o := c.opts(in, out)
+	o.WorkDir = out + ".work"
+	compressCrashing(t, o, 3)
+	// Another process holding the lock: an open of the lock file with its
+	// own flock, as a live run has.
+	live, err := os.OpenFile(filepath.Join(o.WorkDir, "lock"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("the stopped run left no lock file: %v", err)
+	}
+	if err := atomicfile.TryLock(live); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Compress(o)
+	if err == nil || !strings.Contains(err.Error(), "work folder "+o.WorkDir+" is in use by another live run") {
+		t.Fatalf("a second live run: %v", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("the refused run wrote an output")
+	}
+	o.Fresh = true
+	if _, err := Compress(o); err == nil || !strings.Contains(err.Error(), "in use by another live run") {
+		t.Fatalf("--fresh under a live run: %v", err)
+	}
+	live.Close()
+	o.Fresh = false
+	if _, err := Compress(o); err != nil {
+		t.Fatal(err)
+	}
+	mustEqualFile(t, out, want)
+	if _, err := os.Stat(o.WorkDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the work folder is still there after the output was written: %v", err)
 	}
 }

@@ -20,6 +20,11 @@ type workDir struct {
 	path   string
 	rec    jobRecord
 	reused int // records found valid when the run started
+	// lockName is this run's lock file in the folder, one per shard since
+	// shards may share a folder; lock holds it while the run lives, from
+	// when the folder exists (hold).
+	lockName string
+	lock     *os.File
 }
 
 const jobFile = "job.json"
@@ -30,10 +35,19 @@ func recordName(i int) string { return fmt.Sprintf("group-%05d.rec", i) }
 // folder of another job is an error naming what differs; fresh discards
 // it. Nothing is created until the first group is finished (store), so a
 // run that stops before that leaves nothing behind.
-func openWorkDir(path string, rec jobRecord, fresh bool) (*workDir, error) {
-	w := &workDir{path: path, rec: rec}
+func openWorkDir(path string, rec jobRecord, fresh bool, lockName string) (_ *workDir, err error) {
+	w := &workDir{path: path, rec: rec, lockName: lockName}
+	defer func() {
+		if err != nil {
+			w.release()
+		}
+	}()
 	if fresh {
-		if err := w.remove(); err != nil {
+		// Never under a live run of the same job.
+		if err := w.holdIfThere(); err != nil {
+			return nil, err
+		}
+		if err := w.clear(); err != nil {
 			return nil, err
 		}
 	}
@@ -55,13 +69,55 @@ func openWorkDir(path string, rec jobRecord, fresh bool) (*workDir, error) {
 	if why := was.mismatch(rec); why != "" {
 		return nil, fmt.Errorf("work folder %s holds another job's groups: %s; pass --fresh to discard them, or give another --work-dir", path, why)
 	}
+	if err := w.holdIfThere(); err != nil {
+		return nil, err
+	}
 	return w, nil
+}
+
+// hold takes this run's lock in the folder (creating its lock file), so a
+// second live run of the same job, or shard, is refused at once instead of
+// training the same groups again. The lock goes with the process however
+// it ends; the file stays until the folder is removed.
+func (w *workDir) hold() error {
+	if w.lock != nil {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(w.path, w.lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	if err := atomicfile.TryLock(f); err != nil {
+		f.Close()
+		return fmt.Errorf("work folder %s is in use by another live run of this job (it holds %s); wait for it to end, or give another --work-dir", w.path, w.lockName)
+	}
+	w.lock = f
+	return nil
+}
+
+// holdIfThere holds the lock when the folder exists; otherwise create will.
+func (w *workDir) holdIfThere() error {
+	if fi, err := os.Stat(w.path); err != nil || !fi.IsDir() {
+		return nil
+	}
+	return w.hold()
+}
+
+// release lets the lock go (the run is ending).
+func (w *workDir) release() {
+	if w.lock != nil {
+		w.lock.Close()
+		w.lock = nil
+	}
 }
 
 // create makes the folder and its job.json.
 func (w *workDir) create() error {
 	if err := os.MkdirAll(w.path, 0o755); err != nil {
 		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	if err := w.hold(); err != nil {
+		return err
 	}
 	js, err := json.MarshalIndent(w.rec, "", "  ")
 	if err != nil {
@@ -180,21 +236,46 @@ func (w *workDir) removeGroups(groups []int) error {
 		}
 	}
 	if len(w.records()) > 0 {
-		return nil
+		return w.dropLock()
 	}
 	return w.remove()
 }
 
-// remove deletes what the job put in the folder, and the folder when that
-// leaves it empty: a --work-dir the user keeps other files in stays.
+// remove deletes what the job put in the folder, this run's lock file
+// included, and the folder when that leaves it empty: a --work-dir the
+// user keeps other files in, or another shard still uses, stays.
 func (w *workDir) remove() error {
+	if err := w.clear(); err != nil {
+		return err
+	}
+	if err := w.dropLock(); err != nil {
+		return err
+	}
+	if err := os.Remove(w.path); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotEmpty(err) {
+		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	return nil
+}
+
+// dropLock deletes this run's lock file, once its work there is done, and
+// lets the lock go.
+func (w *workDir) dropLock() error {
+	if w.lock == nil {
+		return nil
+	}
+	defer w.release()
+	if err := os.Remove(filepath.Join(w.path, w.lockName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("work folder %s: %v", w.path, err)
+	}
+	return nil
+}
+
+// clear deletes the job's records and its job.json.
+func (w *workDir) clear() error {
 	for _, p := range append(w.records(), filepath.Join(w.path, jobFile)) {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("work folder %s: %v", w.path, err)
 		}
-	}
-	if err := os.Remove(w.path); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotEmpty(err) {
-		return fmt.Errorf("work folder %s: %v", w.path, err)
 	}
 	return nil
 }

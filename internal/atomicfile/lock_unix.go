@@ -32,3 +32,7 @@ func lockAbandoned(p string) (f *os.File, ok bool) {
 	}
 	return f, true
 }
+
+// TryLock takes f's exclusive lock without waiting; an error means another
+// open file holds it (another live process, or another open in this one).
+func TryLock(f *os.File) error { return lock(f) }
