@@ -85,15 +85,44 @@ func newGGUFSource(path string, f *gguf.File) (*Source, error) {
 	return s, nil
 }
 
-// Stream returns Raw's bytes as a reader. GGUF tensors are converted
-// (dequantised, rows reordered) whole, so they are read whole: a GGUF
-// source is not bounded by a group.
+// Stream returns Raw's bytes as a reader. A tensor stored as the tool lays
+// it out is read from the file as it is consumed; one that is converted
+// (Q8_0 dequantised, llama Q and K rows reordered) is converted whole,
+// which those tensors, all of them matrices trained as one group or less,
+// can afford.
 func (g *ggufSource) Stream(name string) (io.Reader, int64, error) {
+	t, ok := g.names[name]
+	if !ok {
+		return nil, 0, fmt.Errorf("%s: no tensor %q", g.f.Path(), name)
+	}
+	if t.Type != gguf.GGMLQ8_0 && !g.perm.Permutes(name) {
+		// Stored as the tool lays it out: read as it is consumed, so a
+		// kept embedding of hundreds of megabytes is never held whole.
+		src, n, err := g.f.Stream(t.Name)
+		if err != nil {
+			return nil, 0, err
+		}
+		return &namedReader{r: src, what: fmt.Sprintf("%s: reading tensor %q", g.f.Path(), name)}, n, nil
+	}
 	raw, err := g.Raw(name)
 	if err != nil {
 		return nil, 0, err
 	}
 	return bytes.NewReader(raw), int64(len(raw)), nil
+}
+
+// namedReader prefixes its reader's errors with what is being read.
+type namedReader struct {
+	r    io.Reader
+	what string
+}
+
+func (n *namedReader) Read(p []byte) (int, error) {
+	k, err := n.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: %w", n.what, err)
+	}
+	return k, err
 }
 
 // Raw returns a tensor in the tool's layout: Q8_0 dequantized to F32 bytes,

@@ -1,8 +1,11 @@
 package checkpoint
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -149,6 +152,37 @@ func TestOpenGGUFLlama(t *testing.T) {
 	h, err := gguf.Parse(strings.NewReader(string(s.SideFiles[0].Data)), int64(len(s.SideFiles[0].Data)))
 	if err != nil || !cmp.Equal(h.Metadata, md) {
 		t.Errorf("side file metadata differs: %v", err)
+	}
+	// Every tensor streams as Raw gives it: read from the file where it is
+	// stored as is, converted whole where it is not (Q8_0, permuted K).
+	for _, ti := range s.Tensors {
+		raw, err := s.Raw(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, n, err := s.Stream(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streamed, err := io.ReadAll(src)
+		if err != nil || n != int64(len(raw)) || !bytes.Equal(streamed, raw) {
+			t.Errorf("%s: streamed %d of %d bytes (%v), equal to Raw: %v", ti.Name, len(streamed), n, err, bytes.Equal(streamed, raw))
+		}
+	}
+	// A file cut short after Open: the stream says so, naming the tensor.
+	src, _, err := s.Stream("lm_head.weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()-8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(src); !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), `tensor "lm_head.weight"`) {
+		t.Errorf("reading a tensor cut short: %v", err)
 	}
 }
 

@@ -154,6 +154,12 @@ func (p Permuter) permute(hfName string, raw []byte, shape []int, elemSize int, 
 	return out, nil
 }
 
+// Permutes says whether the rows of the Hugging Face tensor hfName are
+// reordered between the two layouts.
+func (p Permuter) Permutes(hfName string) bool {
+	return rotaryHeads(p.Arch, hfName, p.Heads, p.KVHeads) != 0
+}
+
 // ToHF rewrites a tensor read from a GGUF file into Hugging Face's layout.
 func (p Permuter) ToHF(hfName string, raw []byte, shape []int, elemSize int) ([]byte, error) {
 	return p.permute(hfName, raw, shape, elemSize, true)

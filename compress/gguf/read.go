@@ -428,5 +428,32 @@ func (f *File) Raw(name string) ([]byte, error) {
 	return buf, nil
 }
 
+// Stream returns a reader of the named tensor's bytes as stored, read from
+// the file as they are consumed (a tensor need not fit in memory twice),
+// and their count. A file cut short after Open gives io.ErrUnexpectedEOF.
+func (f *File) Stream(name string) (io.Reader, int64, error) {
+	t, ok := f.Info(name)
+	if !ok {
+		return nil, 0, fmt.Errorf("%s: no tensor %q", f.path, name)
+	}
+	return &shortReadCheck{r: io.NewSectionReader(f.f, t.Offset, t.Size), left: t.Size}, t.Size, nil
+}
+
+// shortReadCheck turns an end of file before left bytes into
+// io.ErrUnexpectedEOF, as a reader of a known length should report it.
+type shortReadCheck struct {
+	r    io.Reader
+	left int64
+}
+
+func (s *shortReadCheck) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.left -= int64(n)
+	if err == io.EOF && s.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
 // Close closes the file.
 func (f *File) Close() error { return f.f.Close() }
