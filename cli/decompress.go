@@ -18,7 +18,7 @@ func decompressCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Required: true, Usage: "a folder (safetensors) or a file (llama2c, gguf) to write"},
 			&cli.StringFlag{Name: "format", Usage: "safetensors (a Hugging Face folder), llama2c or gguf; default: the source's format"},
 			&cli.StringFlag{Name: "dtype", Usage: "f32, f16 or bf16 for every floating-point tensor; default: each tensor's source dtype"},
-			&cli.StringFlag{Name: "tokenizer", Usage: "GGUF output: the tokenizer to write (a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file); default: a GGUF source's own, or the folder's tokenizer.json (converting a folder: or its tokenizer.bin)"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "GGUF output: the tokenizer to write (a llama2.c tokenizer .bin, a tokenizer.json or a GGUF file); default: a GGUF source's own, or the source folder's tokenizer.json carried in the .pllm"},
 			&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
 			backendFlag,
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors"},
